@@ -1,0 +1,89 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Layers, bottom up (see docs/design.md):
+//   CXXHash, CURing, CSamepageShim  C libraries and the _GNU_SOURCE shim
+//   SamepageCore                    no I/O: codec, stable tree, allocator, store, statistics
+//   SamepageSystem                  every syscall, fd and mapping owners, io_uring ring
+//   SamepageServer, SamepageClient  the two ends of the socket
+//   samepaged, samepage             executables
+// Benchmarks/ is a separate package so that `swift build` never pays for ordo-one/benchmark.
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "Samepage",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "SamepageClient", targets: ["SamepageClient"]),
+        .library(name: "SamepageCore", targets: ["SamepageCore"]),
+        .library(name: "SamepageServer", targets: ["SamepageServer"]),
+        .executable(name: "samepaged", targets: ["samepaged"]),
+        .executable(name: "samepage", targets: ["samepage"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CXXHash", pkgConfig: "libxxhash",
+            providers: [.apt(["libxxhash-dev"])]),
+        .systemLibrary(
+            name: "CURing", pkgConfig: "liburing",
+            providers: [.apt(["liburing-dev"])]),
+        .target(
+            name: "CSamepageShim",
+            dependencies: ["CURing"],
+            cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])]),
+        .target(
+            name: "SamepageCore",
+            dependencies: ["CXXHash"],
+            swiftSettings: strict),
+        .target(
+            name: "SamepageSystem",
+            dependencies: [
+                "CSamepageShim",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "SamepageServer",
+            dependencies: [
+                "SamepageCore", "SamepageSystem", "CSamepageShim",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "SamepageClient",
+            dependencies: ["SamepageCore", "SamepageSystem"],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "samepaged",
+            dependencies: [
+                "SamepageServer", "SamepageSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "samepage",
+            dependencies: [
+                "SamepageClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "samepage-probe",
+            dependencies: ["SamepageClient", "SamepageSystem"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SamepageCoreTests",
+            dependencies: ["SamepageCore"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SamepageEndToEndTests",
+            dependencies: ["SamepageClient", "SamepageCore", "SamepageSystem"],
+            swiftSettings: strict),
+    ]
+)

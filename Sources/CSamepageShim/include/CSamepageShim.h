@@ -1,0 +1,81 @@
+// The few Linux facilities that Swift's Glibc module cannot see because it is built without
+// _GNU_SOURCE (memfd_create, seals, fallocate, struct ucred) or that are macros (CMSG_*,
+// IOSQE_*). Each is a plain function or constant here; the .c file checks the constants.
+#ifndef CSAMEPAGE_SHIM_H
+#define CSAMEPAGE_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+
+// memfd_create(2) flags.
+#define SP_MFD_CLOEXEC       0x0001U
+#define SP_MFD_ALLOW_SEALING 0x0002U
+
+// fcntl(2) sealing.
+#define SP_F_SEAL_SEAL         0x0001
+#define SP_F_SEAL_SHRINK       0x0002
+#define SP_F_SEAL_GROW         0x0004
+#define SP_F_SEAL_WRITE        0x0008
+#define SP_F_SEAL_FUTURE_WRITE 0x0010
+
+// io_uring submission flags (macros in liburing, invisible to Swift).
+#define SP_IOSQE_FIXED_FILE    (1U << 0)
+#define SP_IOSQE_IO_LINK       (1U << 2)
+#define SP_IOSQE_ASYNC         (1U << 4)
+
+int sp_memfd_create(const char *name, unsigned int flags);
+int sp_add_seals(int fd, int seals);
+int sp_get_seals(int fd);
+/// fallocate(PUNCH_HOLE | KEEP_SIZE): gives the pages back to the kernel, the file keeps its size.
+int sp_punch_hole(int fd, off_t offset, off_t length);
+
+/// SO_PEERCRED of a connected AF_UNIX socket.
+int sp_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/// Bytes of msg_control needed to carry one fd.
+size_t sp_cmsg_space_one_fd(void);
+/// Writes one SCM_RIGHTS fd into msg->msg_control (which must hold sp_cmsg_space_one_fd bytes)
+/// and sets msg_controllen.
+void sp_cmsg_put_fd(struct msghdr *msg, int fd);
+/// The first fd carried by a received message, or -1. Every other fd it carried is closed, so a
+/// peer cannot make us leak descriptors by sending more than we asked for.
+int sp_cmsg_take_fd(struct msghdr *msg);
+
+#endif
+
+#ifndef CSAMEPAGE_SHIM_SIGNALS
+#define CSAMEPAGE_SHIM_SIGNALS
+/// Blocks SIGINT and SIGTERM in the calling thread (call before starting other threads) and
+/// returns a signalfd that becomes readable when one arrives, so the event loop can treat a
+/// stop request as one more completion. Also ignores SIGPIPE.
+int sp_termination_signalfd(void);
+/// The signal number in a struct signalfd_siginfo read from that fd.
+int sp_signalfd_signo(const void *siginfo);
+size_t sp_signalfd_siginfo_size(void);
+#endif
+
+#ifndef CSAMEPAGE_SHIM_RING
+#define CSAMEPAGE_SHIM_RING
+// io_uring through liburing, behind an opaque type: swift-system's CSystem module includes the
+// kernel's <linux/io_uring.h>, whose struct io_uring_sqe differs from liburing's own copy, and a
+// Swift module that saw both would not build. So liburing's types stay in shim.c.
+typedef struct sp_ring sp_ring;
+
+#define SP_CQE_F_MORE (1U << 1)
+
+/// A ring of `entries` submissions, single-issuer with deferred task running where the kernel
+/// has it. NULL with *error set to a positive errno on failure.
+sp_ring *sp_ring_create(unsigned entries, int *error);
+void sp_ring_destroy(sp_ring *ring);
+/// Each prep returns 0, or a negative errno when no submission entry could be had.
+int sp_ring_accept_multishot(sp_ring *ring, int fd, uint64_t user_data);
+int sp_ring_recvmsg(sp_ring *ring, int fd, struct msghdr *msg, uint64_t user_data);
+int sp_ring_sendmsg(sp_ring *ring, int fd, const struct msghdr *msg, uint64_t user_data);
+int sp_ring_read(sp_ring *ring, int fd, void *buffer, unsigned length, uint64_t user_data);
+/// Submits and waits for `wait_for` completions: >= 0, or a negative errno.
+int sp_ring_submit_and_wait(sp_ring *ring, unsigned wait_for);
+/// 1 and the completion's fields when one is ready, 0 otherwise.
+int sp_ring_pop(sp_ring *ring, uint64_t *user_data, int32_t *result, uint32_t *flags);
+#endif

@@ -1,0 +1,165 @@
+#include "CSamepageShim.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <liburing.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <pthread.h>
+
+_Static_assert(SP_MFD_CLOEXEC == MFD_CLOEXEC, "MFD_CLOEXEC");
+_Static_assert(SP_MFD_ALLOW_SEALING == MFD_ALLOW_SEALING, "MFD_ALLOW_SEALING");
+_Static_assert(SP_F_SEAL_SEAL == F_SEAL_SEAL, "F_SEAL_SEAL");
+_Static_assert(SP_F_SEAL_SHRINK == F_SEAL_SHRINK, "F_SEAL_SHRINK");
+_Static_assert(SP_F_SEAL_GROW == F_SEAL_GROW, "F_SEAL_GROW");
+_Static_assert(SP_F_SEAL_WRITE == F_SEAL_WRITE, "F_SEAL_WRITE");
+_Static_assert(SP_F_SEAL_FUTURE_WRITE == F_SEAL_FUTURE_WRITE, "F_SEAL_FUTURE_WRITE");
+_Static_assert(SP_IOSQE_FIXED_FILE == IOSQE_FIXED_FILE, "IOSQE_FIXED_FILE");
+_Static_assert(SP_IOSQE_IO_LINK == IOSQE_IO_LINK, "IOSQE_IO_LINK");
+_Static_assert(SP_IOSQE_ASYNC == IOSQE_ASYNC, "IOSQE_ASYNC");
+
+int sp_memfd_create(const char *name, unsigned int flags) { return memfd_create(name, flags); }
+
+int sp_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals); }
+
+int sp_get_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
+
+int sp_punch_hole(int fd, off_t offset, off_t length) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+}
+
+int sp_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
+    *pid = cred.pid;
+    *uid = cred.uid;
+    *gid = cred.gid;
+    return 0;
+}
+
+size_t sp_cmsg_space_one_fd(void) { return CMSG_SPACE(sizeof(int)); }
+
+void sp_cmsg_put_fd(struct msghdr *msg, int fd) {
+    msg->msg_controllen = CMSG_SPACE(sizeof(int));
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+}
+
+int sp_cmsg_take_fd(struct msghdr *msg) {
+    int first = -1;
+    for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(msg); cmsg != NULL; cmsg = CMSG_NXTHDR(msg, cmsg)) {
+        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof fd);
+            if (first < 0) first = fd; else close(fd);
+        }
+    }
+    return first;
+}
+
+#include <signal.h>
+#include <sys/signalfd.h>
+
+int sp_termination_signalfd(void) {
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+int sp_signalfd_signo(const void *siginfo) {
+    return (int)((const struct signalfd_siginfo *)siginfo)->ssi_signo;
+}
+
+size_t sp_signalfd_siginfo_size(void) { return sizeof(struct signalfd_siginfo); }
+
+#include <errno.h>
+#include <stdlib.h>
+
+_Static_assert(SP_CQE_F_MORE == IORING_CQE_F_MORE, "IORING_CQE_F_MORE");
+
+struct sp_ring { struct io_uring ring; };
+
+sp_ring *sp_ring_create(unsigned entries, int *error) {
+    sp_ring *r = calloc(1, sizeof *r);
+    if (r == NULL) { *error = ENOMEM; return NULL; }
+    struct io_uring_params params = {0};
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    int result = io_uring_queue_init_params(entries, &r->ring, &params);
+    if (result == -EINVAL) {  // older kernel: a plain ring does the same work
+        memset(&params, 0, sizeof params);
+        result = io_uring_queue_init_params(entries, &r->ring, &params);
+    }
+    if (result < 0) { free(r); *error = -result; return NULL; }
+    return r;
+}
+
+void sp_ring_destroy(sp_ring *r) {
+    io_uring_queue_exit(&r->ring);
+    free(r);
+}
+
+static struct io_uring_sqe *next_sqe(sp_ring *r) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+    for (int tries = 0; sqe == NULL && tries < 16; tries++) {
+        io_uring_submit(&r->ring);
+        sqe = io_uring_get_sqe(&r->ring);
+    }
+    return sqe;
+}
+
+int sp_ring_accept_multishot(sp_ring *r, int fd, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    if (sqe == NULL) return -EBUSY;
+    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int sp_ring_recvmsg(sp_ring *r, int fd, struct msghdr *msg, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    if (sqe == NULL) return -EBUSY;
+    io_uring_prep_recvmsg(sqe, fd, msg, MSG_CMSG_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int sp_ring_sendmsg(sp_ring *r, int fd, const struct msghdr *msg, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    if (sqe == NULL) return -EBUSY;
+    io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int sp_ring_read(sp_ring *r, int fd, void *buffer, unsigned length, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    if (sqe == NULL) return -EBUSY;
+    io_uring_prep_read(sqe, fd, buffer, length, 0);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int sp_ring_submit_and_wait(sp_ring *r, unsigned wait_for) {
+    return io_uring_submit_and_wait(&r->ring, wait_for);
+}
+
+int sp_ring_pop(sp_ring *r, uint64_t *user_data, int32_t *result, uint32_t *flags) {
+    struct io_uring_cqe *cqe = NULL;
+    if (io_uring_peek_cqe(&r->ring, &cqe) != 0 || cqe == NULL) return 0;
+    *user_data = cqe->user_data;
+    *result = cqe->res;
+    *flags = cqe->flags;
+    io_uring_cqe_seen(&r->ring, cqe);
+    return 1;
+}

@@ -1,0 +1,108 @@
+import Glibc
+import SamepageCore
+import SamepageSystem
+import SystemPackage
+
+/// The socket side of a client: sends requests, reads replies in order. Not thread-safe; the
+/// public `SamepageClient` serialises callers.
+struct ClientConnection: ~Copyable {
+    let socket: OwnedDescriptor
+    let socketPath: String
+    private var decoder = FrameDecoder(maxPayload: FrameHeader.maxReplyPayload)
+    private var nextRequestID: UInt64 = 1
+    private var broken: String?
+    private let buffer: UnsafeMutableRawBufferPointer
+
+    init(socketPath: String) throws(SamepageError) {
+        do {
+            socket = try UnixSocket.connect(path: socketPath)
+        } catch {
+            throw .serverNotRunning(socketPath: socketPath, error)
+        }
+        self.socketPath = socketPath
+        buffer = .allocate(byteCount: 64 * 1024, alignment: 16)
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Sends a request (with an fd when given) and returns its id.
+    mutating func send(_ request: Request, passing descriptor: Int32 = -1) throws(SamepageError) -> UInt64 {
+        if let broken { throw .connectionLost(broken) }
+        let id = nextRequestID
+        nextRequestID += 1
+        let bytes = request.encode(requestID: id)
+        let fd = socket.rawValue
+        let sent = bytes.withUnsafeBytes { raw in
+            Result { () throws(Errno) in
+                if descriptor >= 0 {
+                    try UnixSocket.send(fd, raw, passing: descriptor)
+                } else {
+                    try UnixSocket.sendAll(fd, raw)
+                }
+            }
+        }
+        do {
+            try sent.get()
+        } catch {
+            broken = "send failed: \(error)"
+            throw .connectionLost(broken!)
+        }
+        return id
+    }
+
+    /// The next reply, which must answer `requestID` (replies come in request order). Failures
+    /// are returned as `.failure`, not thrown: callers decide.
+    mutating func reply(to requestID: UInt64, descriptor: inout OwnedDescriptor?) throws(SamepageError) -> Reply {
+        if let broken { throw .connectionLost(broken) }
+        while true {
+            do {
+                if let frame = try decoder.next() {
+                    guard frame.header.requestID == requestID else {
+                        throw SamepageError.protocolViolation("reply for request \(frame.header.requestID), expected \(requestID)")
+                    }
+                    return try Reply.decode(frame)
+                }
+            } catch let error as ProtocolError {
+                broken = error.description
+                throw .protocolViolation(error.description)
+            } catch let error as SamepageError {
+                broken = error.description
+                throw error
+            } catch {
+                throw .protocolViolation("\(error)")
+            }
+            let n: Int
+            do {
+                n = try UnixSocket.receive(socket.rawValue, into: buffer, descriptor: &descriptor)
+            } catch {
+                broken = "receive failed: \(error)"
+                throw .connectionLost(broken!)
+            }
+            if n == 0 {
+                broken = "the server closed the connection"
+                throw .connectionLost(broken!)
+            }
+            decoder.append(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+    }
+
+    mutating func reply(to requestID: UInt64) throws(SamepageError) -> Reply {
+        var unused: OwnedDescriptor?
+        return try reply(to: requestID, descriptor: &unused)
+    }
+
+    /// Sends a request and waits for its reply; a failure reply is thrown.
+    mutating func call(_ request: Request) throws(SamepageError) -> Reply {
+        let id = try send(request)
+        return try Self.check(try reply(to: id))
+    }
+
+    static func check(_ reply: Reply) throws(SamepageError) -> Reply {
+        if case .failure(let code, let message) = reply { throw .server(code, message) }
+        return reply
+    }
+
+    static func unexpected(_ reply: Reply, _ wanted: String) -> SamepageError {
+        .protocolViolation("expected \(wanted), got \(reply.kind)")
+    }
+}

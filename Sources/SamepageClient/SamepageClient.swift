@@ -1,0 +1,287 @@
+import Glibc
+import SamepageCore
+import SamepageSystem
+import SystemPackage
+
+/// A connection to samepaged. Safe to share between threads: calls are serialised.
+///
+///     let client = try SamepageClient()
+///     let id = try client.put(bytes)
+///     let mapping = try client.map(id)           // read-only, zero-copy
+///     use(mapping.bytes)
+///     try mapping.unmap()
+///     try client.delete(id)
+public final class SamepageClient: @unchecked Sendable {
+    /// How a mapping may be used. Either way the region itself never changes: a copy-on-write
+    /// mapping's writes land in private copies of the pages.
+    public enum MappingMode: Sendable {
+        case readOnly
+        case copyOnWrite
+    }
+
+    public let socketPath: String
+    /// Bytes of the region the server gave this client (its dedup domain's region).
+    public let regionBytes: UInt64
+
+    private let lock = Lock()
+    private var connection: ClientConnection
+    private let region: OwnedDescriptor
+    private let staging: MemoryMapping
+    private var nextUpload: UInt32 = 1
+    /// Live mappings by base address: the server handle and the mapped length.
+    private var mappings: [UInt: (handle: UInt32, length: Int)] = [:]
+
+    /// Staging memory: pages travel through it to the server. Two halves let the client fill
+    /// one while the server stores the other.
+    public static let defaultStagingBytes = 64 << 20
+
+    /// Connects to `socketPath` (default: `DefaultSocketPath.resolve()`).
+    public init(socketPath: String? = nil, name: String = "swift-client", stagingBytes: Int = defaultStagingBytes) throws(SamepageError) {
+        let path = socketPath ?? DefaultSocketPath.resolve()
+        self.socketPath = path
+        let stagingSize = max(2, stagingBytes / Page.size) * Page.size
+        let stagingFD = try systemCall("cannot create staging memory") { () throws(Errno) in
+            try Memfd.create(name: "samepage-staging", size: UInt64(stagingSize), seals: [.shrink, .grow, .seal])
+        }
+        let stagingMapping = try systemCall("cannot map staging memory") { () throws(Errno) in
+            try MemoryMapping(fd: stagingFD.rawValue, length: stagingSize, writable: true, shared: true)
+        }
+        var connection = try ClientConnection(socketPath: path)
+        let helloID = try connection.send(.hello(version: Request.version, clientName: name), passing: stagingFD.rawValue)
+        var regionFD: OwnedDescriptor?
+        let reply = try ClientConnection.check(try connection.reply(to: helloID, descriptor: &regionFD))
+        guard case .welcome(_, let regionBytes, let pageSize) = reply else {
+            throw ClientConnection.unexpected(reply, "welcome")
+        }
+        guard pageSize == UInt32(Page.size) else { throw .protocolViolation("server page size \(pageSize)") }
+        guard let regionFD = regionFD.take() else { throw .protocolViolation("welcome without the region fd") }
+        self.region = regionFD
+        self.regionBytes = regionBytes
+        self.staging = stagingMapping
+        self.connection = connection
+    }
+
+    deinit {
+        for (address, mapping) in mappings {
+            Syscall.munmap(UnsafeMutableRawPointer(bitPattern: address)!, mapping.length)
+        }
+    }
+
+    // MARK: Requests
+
+    public func ping() throws(SamepageError) {
+        try lock.withLock { () throws(SamepageError) in
+            let reply = try connection.call(.ping)
+            guard case .pong = reply else { throw ClientConnection.unexpected(reply, "pong") }
+        }
+    }
+
+    /// The server's statistics for this client's dedup domain, in the server's order.
+    public func statistics() throws(SamepageError) -> [Statistic] {
+        try lock.withLock { () throws(SamepageError) in
+            let reply = try connection.call(.stats)
+            guard case .statistics(let stats) = reply else { throw ClientConnection.unexpected(reply, "statistics") }
+            return stats
+        }
+    }
+
+    public func delete(_ id: ObjectID) throws(SamepageError) {
+        try lock.withLock { () throws(SamepageError) in
+            _ = try connection.call(.delete(id))
+        }
+    }
+
+    // MARK: Put
+
+    /// Stores `bytes` as a new object and returns its id. Equal pages are stored once.
+    public func put(_ bytes: UnsafeRawBufferPointer) throws(SamepageError) -> ObjectID {
+        try put(length: UInt64(bytes.count)) { offset, destination in
+            destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[Int(offset)..<Int(offset) + destination.count]))
+        }
+    }
+
+    public func put(_ bytes: [UInt8]) throws(SamepageError) -> ObjectID {
+        let result = bytes.withUnsafeBytes { raw in Result { () throws(SamepageError) in try put(raw) } }
+        return try result.get()
+    }
+
+    /// Stores an object of `length` bytes whose content `fill` writes, chunk by chunk, into
+    /// staging memory: `fill(offset, destination)` must fill all of `destination` with the bytes
+    /// at `offset`. Used to stream files without holding them in memory.
+    public func put(length: UInt64, fill: (UInt64, UnsafeMutableRawBufferPointer) throws(SamepageError) -> Void) throws(SamepageError) -> ObjectID {
+        try lock.withLock { () throws(SamepageError) in
+            let upload = nextUpload
+            nextUpload &+= 1
+            let halfPages = staging.length / Page.size / 2
+            let totalPages = Page.count(forBytes: length)
+            var outstanding: [UInt64] = [try connection.send(.putBegin(upload: upload, length: length))]
+            var firstFailure: SamepageError?
+            func drain(keeping: Int) throws(SamepageError) {
+                while outstanding.count > keeping {
+                    let reply = try connection.reply(to: outstanding.removeFirst())
+                    if case .failure(let code, let message) = reply, firstFailure == nil {
+                        firstFailure = .server(code, message)
+                    }
+                }
+            }
+            var page: UInt64 = 0
+            var chunk = 0
+            while page < totalPages && firstFailure == nil {
+                // The half this chunk uses was last used two chunks ago: wait for that reply.
+                try drain(keeping: 1)
+                if firstFailure != nil { break }
+                let count = Int(min(UInt64(halfPages), totalPages - page))
+                let half = chunk % 2
+                let destination = staging.base + half * halfPages * Page.size
+                let offset = page * UInt64(Page.size)
+                let bytes = Int(min(UInt64(count * Page.size), length - offset))
+                do throws(SamepageError) {
+                    try fill(offset, UnsafeMutableRawBufferPointer(start: destination, count: bytes))
+                } catch {
+                    firstFailure = error
+                    break
+                }
+                outstanding.append(try connection.send(.putPages(upload: upload, stagingPage: UInt32(half * halfPages), pageCount: UInt32(count))))
+                page += UInt64(count)
+                chunk += 1
+            }
+            try drain(keeping: 0)
+            if let firstFailure {
+                // The server may already have dropped the upload (region full); abort is harmless.
+                _ = try connection.reply(to: try connection.send(.putAbort(upload: upload)))
+                throw firstFailure
+            }
+            let reply = try connection.call(.putCommit(upload: upload))
+            guard case .committed(let id) = reply else { throw ClientConnection.unexpected(reply, "committed") }
+            return id
+        }
+    }
+
+    // MARK: Map
+
+    /// Maps an object as one contiguous range: each run of region pages with one `mmap` of the
+    /// region fd (MAP_PRIVATE | MAP_FIXED), zero runs as anonymous zero-fill memory. The object
+    /// stays alive while mapped, even if someone deletes it.
+    public func map(_ id: ObjectID, mode: MappingMode = .readOnly) throws(SamepageError) -> ObjectMapping {
+        try lock.withLock { () throws(SamepageError) in
+            let requestID = try connection.send(.map(id))
+            let first = try ClientConnection.check(try connection.reply(to: requestID))
+            guard case .mapped(let handle, let length, let runCount) = first else {
+                throw ClientConnection.unexpected(first, "mapped")
+            }
+            var runs: [PageRun] = []
+            runs.reserveCapacity(Int(runCount))
+            while true {
+                let reply = try connection.reply(to: requestID)
+                guard case .runs(let part, let more) = reply else { throw ClientConnection.unexpected(reply, "runs") }
+                runs.append(contentsOf: part)
+                if !more { break }
+            }
+            do throws(SamepageError) {
+                let base = try assemble(runs: runs, length: length, mode: mode)
+                let mappedLength = max(Page.size, Int(Page.count(forBytes: length)) * Page.size)
+                mappings[UInt(bitPattern: base)] = (handle, mappedLength)
+                return ObjectMapping(client: self, base: base, length: Int(length), mode: mode)
+            } catch {
+                _ = try? connection.call(.unmap(handle: handle))
+                throw error
+            }
+        }
+    }
+
+    private func assemble(runs: [PageRun], length: UInt64, mode: MappingMode) throws(SamepageError) -> UnsafeMutableRawPointer {
+        let pages = Int(Page.count(forBytes: length))
+        guard runs.reduce(0, { $0 + Int($1.count) }) == pages else {
+            throw .protocolViolation("runs cover a different length than the object")
+        }
+        let prot = mode == .readOnly ? PROT_READ : PROT_READ | PROT_WRITE
+        let total = max(1, pages) * Page.size
+        let base: UnsafeMutableRawPointer
+        do {
+            // The reservation is already the zero runs' memory: only stored runs are remapped.
+            base = try Syscall.mmap(nil, total, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        } catch {
+            throw .system("cannot reserve \(total) bytes of address space", error)
+        }
+        var offset = 0
+        for run in runs {
+            let bytes = Int(run.count) * Page.size
+            if !run.isZero {
+                do {
+                    _ = try Syscall.mmap(base + offset, bytes, prot, MAP_PRIVATE | MAP_FIXED, region.rawValue,
+                                         UInt64(run.start) << UInt64(Page.shift))
+                } catch {
+                    Syscall.munmap(base, total)
+                    throw .system("cannot map \(run.count) region pages", error)
+                }
+            }
+            offset += bytes
+        }
+        return base
+    }
+
+    /// Unmaps a mapping made by `map` and lets the server drop the object's pin.
+    func unmap(base: UnsafeMutableRawPointer) throws(SamepageError) {
+        try lock.withLock { () throws(SamepageError) in
+            guard let mapping = mappings.removeValue(forKey: UInt(bitPattern: base)) else {
+                throw .invalidArgument("no mapping at \(base)")
+            }
+            // Unmap first: once the server drops the pin, the pages may be reused.
+            Syscall.munmap(base, mapping.length)
+            _ = try connection.call(.unmap(handle: mapping.handle))
+        }
+    }
+
+    /// Copies an object's bytes out (through a temporary read-only mapping).
+    public func get(_ id: ObjectID) throws(SamepageError) -> [UInt8] {
+        let mapping = try map(id)
+        let bytes = [UInt8](UnsafeRawBufferPointer(start: mapping.base, count: mapping.length))
+        try mapping.unmap()
+        return bytes
+    }
+}
+
+/// Runs a system call, naming what failed.
+func systemCall<R: ~Copyable>(_ what: String, _ body: () throws(Errno) -> R) throws(SamepageError) -> R {
+    do {
+        return try body()
+    } catch {
+        throw .system(what, error)
+    }
+}
+
+/// An object mapped into this process. Unmapped (and the server told) when it goes away or on
+/// `unmap()`, which reports errors.
+public struct ObjectMapping: ~Copyable, @unchecked Sendable {
+    // Unmanaged (retained by hand) so that `unmap()` can `discard self` and skip the deinit.
+    private let owner: Unmanaged<SamepageClient>
+    public let base: UnsafeMutableRawPointer
+    /// The object's length in bytes (the mapping itself is rounded up to whole pages).
+    public let length: Int
+    public let mode: SamepageClient.MappingMode
+
+    init(client: SamepageClient, base: UnsafeMutableRawPointer, length: Int, mode: SamepageClient.MappingMode) {
+        self.owner = .passRetained(client)
+        self.base = base
+        self.length = length
+        self.mode = mode
+    }
+
+    public var client: SamepageClient { owner.takeUnretainedValue() }
+
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: length) }
+
+    /// Writable only for `.copyOnWrite` mappings: writes go to private copies.
+    public var mutableBytes: UnsafeMutableRawBufferPointer {
+        precondition(mode == .copyOnWrite, "a read-only mapping cannot be written")
+        return UnsafeMutableRawBufferPointer(start: base, count: length)
+    }
+
+    public consuming func unmap() throws(SamepageError) {
+        let client = owner.takeRetainedValue(), base = self.base
+        discard self
+        try client.unmap(base: base)
+    }
+
+    deinit { try? owner.takeRetainedValue().unmap(base: base) }
+}

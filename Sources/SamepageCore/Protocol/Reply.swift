@@ -1,0 +1,124 @@
+/// What the server answers, one reply per request and in request order. A `map` is answered by
+/// `mapped` followed by `runs` frames until one has `more == false`.
+public enum Reply: Equatable, Sendable {
+    /// Answers `hello`; carries a read-only fd of the client's region as SCM_RIGHTS.
+    case welcome(version: UInt32, regionBytes: UInt64, pageSize: UInt32)
+    case pong
+    case done
+    case committed(ObjectID)
+    case mapped(handle: UInt32, length: UInt64, runCount: UInt32)
+    case runs([PageRun], more: Bool)
+    case statistics([Statistic])
+    case failure(ErrorCode, String)
+
+    /// Runs that fit in one reply frame.
+    public static let runsPerFrame = Int(FrameHeader.maxReplyPayload - 8) / 8
+
+    public var kind: MessageKind {
+        switch self {
+        case .welcome: .welcome
+        case .pong: .pong
+        case .done: .done
+        case .committed: .committed
+        case .mapped: .mapped
+        case .runs: .runs
+        case .statistics: .statistics
+        case .failure: .failure
+        }
+    }
+
+    public func encode(requestID: UInt64) -> [UInt8] {
+        var w = WireWriter()
+        switch self {
+        case .welcome(let version, let regionBytes, let pageSize):
+            w.write(version)
+            w.write(regionBytes)
+            w.write(pageSize)
+        case .pong, .done:
+            break
+        case .committed(let id):
+            w.write(id)
+        case .mapped(let handle, let length, let runCount):
+            w.write(handle)
+            w.write(length)
+            w.write(runCount)
+        case .runs(let runs, let more):
+            w.write(UInt32(runs.count))
+            w.write(UInt32(more ? 1 : 0))
+            for run in runs {
+                w.write(run.start)
+                w.write(run.count)
+            }
+        case .statistics(let stats):
+            w.write(UInt16(stats.count))
+            for stat in stats {
+                w.write(stat.name)
+                w.write(stat.value)
+            }
+        case .failure(let code, let message):
+            w.write(code.rawValue)
+            w.write(message)
+        }
+        return FrameEncoder.encode(kind: kind.rawValue, requestID: requestID, payload: w.bytes)
+    }
+
+    public static func decode(_ frame: Frame) throws(ProtocolError) -> Reply {
+        guard let kind = MessageKind(rawValue: frame.header.kind), kind.isReply else {
+            throw .unknownKind(frame.header.kind)
+        }
+        var r = WireReader(frame.payload)
+        let reply: Reply
+        switch kind {
+        case .welcome:
+            reply = .welcome(version: try r.read(), regionBytes: try r.read(), pageSize: try r.read())
+        case .pong: reply = .pong
+        case .done: reply = .done
+        case .committed: reply = .committed(try r.readObjectID())
+        case .mapped: reply = .mapped(handle: try r.read(), length: try r.read(), runCount: try r.read())
+        case .runs:
+            let count: UInt32 = try r.read()
+            let more: UInt32 = try r.read()
+            guard Int(count) <= r.remaining / 8 else { throw .truncated }
+            var runs: [PageRun] = []
+            runs.reserveCapacity(Int(count))
+            for _ in 0..<count { runs.append(PageRun(start: try r.read(), count: try r.read())) }
+            reply = .runs(runs, more: more != 0)
+        case .statistics:
+            let count: UInt16 = try r.read()
+            var stats: [Statistic] = []
+            for _ in 0..<count { stats.append(Statistic(name: try r.readString(), value: try r.read())) }
+            reply = .statistics(stats)
+        case .failure:
+            let raw: UInt16 = try r.read()
+            reply = .failure(ErrorCode(rawValue: raw) ?? .internalError, try r.readString())
+        default: throw .unknownKind(frame.header.kind)
+        }
+        try r.expectEnd()
+        return reply
+    }
+}
+
+/// One named statistic. Values are signed because `general_profit` can be negative.
+public struct Statistic: Equatable, Sendable {
+    public var name: String
+    public var value: Int64
+
+    public init(name: String, value: Int64) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// Why a request failed. The connection stays open for all of these; only protocol violations
+/// (malformed frames) close it.
+public enum ErrorCode: UInt16, Sendable, Equatable {
+    case badRequest = 1
+    case unsupportedVersion = 2
+    case unknownObject = 3
+    case unknownHandle = 4
+    case regionFull = 5
+    case limitExceeded = 6
+    case notPermitted = 7
+    case badStaging = 8
+    case internalError = 99
+}

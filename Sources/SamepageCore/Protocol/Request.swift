@@ -1,0 +1,114 @@
+/// What a client asks. The protocol version is `Request.version`; a server refuses a hello with
+/// another version with `ErrorCode.unsupportedVersion`.
+///
+/// Uploads are named by the client (`upload`, unique per connection) so that a client can send
+/// `putBegin`, many `putPages` and `putCommit` back to back without waiting for each reply.
+public enum Request: Equatable, Sendable {
+    public static let version: UInt32 = 1
+
+    /// First message of every connection. Carries the client's staging memfd as SCM_RIGHTS; it
+    /// must be sealed against shrinking (`F_SEAL_SHRINK`), or the server refuses it.
+    case hello(version: UInt32, clientName: String)
+    case ping
+    /// Starts an object of `length` bytes.
+    case putBegin(upload: UInt32, length: UInt64)
+    /// The next `pageCount` pages of the upload are at page `stagingPage` of the staging memfd.
+    case putPages(upload: UInt32, stagingPage: UInt32, pageCount: UInt32)
+    /// Seals the upload into an object; the reply carries its id.
+    case putCommit(upload: UInt32)
+    case putAbort(upload: UInt32)
+    /// Asks for the runs of an object; the object stays alive until `unmap(handle)`.
+    case map(ObjectID)
+    case unmap(handle: UInt32)
+    case delete(ObjectID)
+    case stats
+
+    public var kind: MessageKind {
+        switch self {
+        case .hello: .hello
+        case .ping: .ping
+        case .putBegin: .putBegin
+        case .putPages: .putPages
+        case .putCommit: .putCommit
+        case .putAbort: .putAbort
+        case .map: .map
+        case .unmap: .unmap
+        case .delete: .delete
+        case .stats: .stats
+        }
+    }
+
+    public func encode(requestID: UInt64) -> [UInt8] {
+        var w = WireWriter()
+        switch self {
+        case .hello(let version, let name):
+            w.write(version)
+            w.write(name)
+        case .ping, .stats:
+            break
+        case .putBegin(let upload, let length):
+            w.write(upload)
+            w.write(length)
+        case .putPages(let upload, let stagingPage, let pageCount):
+            w.write(upload)
+            w.write(stagingPage)
+            w.write(pageCount)
+        case .putCommit(let upload), .putAbort(let upload):
+            w.write(upload)
+        case .map(let id), .delete(let id):
+            w.write(id)
+        case .unmap(let handle):
+            w.write(handle)
+        }
+        return FrameEncoder.encode(kind: kind.rawValue, requestID: requestID, payload: w.bytes)
+    }
+
+    public static func decode(_ frame: Frame) throws(ProtocolError) -> Request {
+        guard let kind = MessageKind(rawValue: frame.header.kind), !kind.isReply else {
+            throw .unknownKind(frame.header.kind)
+        }
+        var r = WireReader(frame.payload)
+        let request: Request
+        switch kind {
+        case .hello: request = .hello(version: try r.read(), clientName: try r.readString())
+        case .ping: request = .ping
+        case .stats: request = .stats
+        case .putBegin: request = .putBegin(upload: try r.read(), length: try r.read())
+        case .putPages:
+            request = .putPages(upload: try r.read(), stagingPage: try r.read(), pageCount: try r.read())
+        case .putCommit: request = .putCommit(upload: try r.read())
+        case .putAbort: request = .putAbort(upload: try r.read())
+        case .map: request = .map(try r.readObjectID())
+        case .unmap: request = .unmap(handle: try r.read())
+        case .delete: request = .delete(try r.readObjectID())
+        default: throw .unknownKind(frame.header.kind)
+        }
+        try r.expectEnd()
+        return request
+    }
+}
+
+/// Message kinds on the wire. Replies have the high bit set.
+public enum MessageKind: UInt16, Sendable {
+    case hello = 1
+    case ping = 2
+    case putBegin = 3
+    case putPages = 4
+    case putCommit = 5
+    case putAbort = 6
+    case map = 7
+    case unmap = 8
+    case delete = 9
+    case stats = 10
+
+    case welcome = 0x8001
+    case pong = 0x8002
+    case done = 0x8003
+    case committed = 0x8004
+    case mapped = 0x8005
+    case runs = 0x8006
+    case statistics = 0x8007
+    case failure = 0x80FF
+
+    public var isReply: Bool { rawValue & 0x8000 != 0 }
+}

@@ -1,0 +1,64 @@
+/// A dedup domain: the set of clients whose pages may be shared with each other. Each domain has
+/// its own region (so a client's read-only region fd shows only its own domain's pages), its own
+/// store and its own objects. By default a domain is one uid (design.md section 5).
+public final class Domain {
+    public let name: String
+    public let store: PageStore
+    public internal(set) var clients = 0
+
+    var objects: [UInt64: StoredObject] = [:]
+    var keyByID: [ObjectID: UInt64] = [:]
+    private var nextKey: UInt64 = 1
+    /// Run entries held by all objects, for `general_profit`.
+    private(set) var runEntries = 0
+
+    public init(name: String, store: PageStore) {
+        self.name = name
+        self.store = store
+    }
+
+    /// Objects that can be looked up by id (deleted-but-mapped ones are not counted).
+    public var objectCount: Int { keyByID.count }
+
+    func insert(_ object: StoredObject, id: ObjectID) -> UInt64 {
+        let key = nextKey
+        nextKey += 1
+        objects[key] = object
+        keyByID[id] = key
+        runEntries += object.runs.count
+        return key
+    }
+
+    /// Drops an object's pages once it is deleted and nothing maps it.
+    func releaseIfUnused(_ key: UInt64) {
+        guard let object = objects[key], object.deleted, object.pins == 0 else { return }
+        objects[key] = nil
+        runEntries -= object.runs.count
+        store.release(object.runs)
+    }
+
+    public var metadataBytes: Int64 {
+        store.metadataBytes + Int64(runEntries * MemoryLayout<PageRun>.stride)
+            + Int64(objects.count * (MemoryLayout<StoredObject>.stride + 48))
+    }
+}
+
+/// An object: its length and where its pages are, as runs.
+struct StoredObject {
+    var length: UInt64
+    var runs: [PageRun]
+    /// Live mappings; the pages stay until the object is deleted and unpinned.
+    var pins = 0
+    var deleted = false
+}
+
+/// An object being uploaded by one connection. Its pages are owned from the moment they are
+/// stored, and released if the upload is aborted or the client goes away.
+struct Upload {
+    var length: UInt64
+    var totalPages: UInt64
+    var runs = RunBuilder()
+    var placement: PageStore.Placement?
+
+    var receivedPages: UInt64 { runs.pageCount }
+}

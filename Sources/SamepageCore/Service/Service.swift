@@ -1,0 +1,200 @@
+/// The server's request handling, with no I/O: decoded requests in, replies out. The event loop
+/// owns sockets and fds and calls this; tests and the fuzzer call it directly.
+public final class Service {
+    public let regionBytes: UInt64
+    public let budget: PageBudget
+    public var limits = SessionLimits()
+    public var maxPageSharing: UInt32
+    private var domains: [String: Domain] = [:]
+    private let makeBacking: (String) throws -> any RegionBacking
+    private var seeds = SystemRandomNumberGenerator()
+
+    /// `makeBacking` creates the region of a new domain (a memfd in the server).
+    public init(regionBytes: UInt64, maxPageSharing: UInt32 = 256,
+                makeBacking: @escaping (String) throws -> any RegionBacking) {
+        self.regionBytes = regionBytes
+        self.budget = PageBudget(limit: regionBytes / UInt64(Page.size))
+        self.maxPageSharing = maxPageSharing
+        self.makeBacking = makeBacking
+    }
+
+    public var allDomains: [Domain] { Array(domains.values) }
+
+    /// The domain a peer belongs to: one per uid.
+    public func domainName(for peer: PeerIdentity) -> String { "uid:\(peer.uid)" }
+
+    public func openSession(peer: PeerIdentity) throws -> Session {
+        let name = domainName(for: peer)
+        let domain: Domain
+        if let d = domains[name] {
+            domain = d
+        } else {
+            let store = PageStore(backing: try makeBacking(name), budget: budget,
+                                  seed: seeds.next(), maxPageSharing: maxPageSharing)
+            domain = Domain(name: name, store: store)
+            domains[name] = domain
+        }
+        domain.clients += 1
+        return Session(domain: domain, peer: peer)
+    }
+
+    /// Releases everything a connection held: unfinished uploads and mappings.
+    public func close(_ session: Session) {
+        let domain = session.domain
+        for (_, var upload) in session.uploads {
+            domain.store.finish(&upload.placement)
+            domain.store.release(upload.runs.runs)
+        }
+        session.uploads.removeAll()
+        for (_, key) in session.mappings { unpin(key, in: domain) }
+        session.mappings.removeAll()
+        domain.clients -= 1
+    }
+
+    /// Answers one request. `hello` is the event loop's business and is refused here.
+    public func handle(_ request: Request, session: Session) -> [Reply] {
+        do {
+            return try dispatch(request, session: session)
+        } catch {
+            return [.failure(error.code, error.message)]
+        }
+    }
+
+    private func dispatch(_ request: Request, session: Session) throws(RequestFailure) -> [Reply] {
+        let domain = session.domain
+        switch request {
+        case .hello:
+            throw RequestFailure(.badRequest, "hello may only be sent once, first")
+        case .ping:
+            return [.pong]
+        case .stats:
+            return [.statistics(statistics(of: domain))]
+        case .putBegin(let handle, let length):
+            guard session.uploads[handle] == nil else { throw RequestFailure(.badRequest, "upload \(handle) already open") }
+            guard session.uploads.count < limits.maxUploads else {
+                throw RequestFailure(.limitExceeded, "more than \(limits.maxUploads) uploads open")
+            }
+            let pages = Page.count(forBytes: length)
+            guard pages <= UInt64(UInt32.max) else { throw RequestFailure(.badRequest, "object of \(length) bytes is too large") }
+            session.uploads[handle] = Upload(length: length, totalPages: pages)
+            return [.done]
+        case .putPages(let handle, let stagingPage, let count):
+            try putPages(handle, stagingPage: stagingPage, count: count, session: session)
+            return [.done]
+        case .putCommit(let handle):
+            guard var upload = session.uploads[handle] else { throw RequestFailure(.unknownHandle, "no upload \(handle)") }
+            guard upload.receivedPages == upload.totalPages else {
+                throw RequestFailure(.badRequest, "upload \(handle) has \(upload.receivedPages) of \(upload.totalPages) pages")
+            }
+            session.uploads[handle] = nil
+            domain.store.finish(&upload.placement)
+            var id = ObjectID.random()
+            while domain.keyByID[id] != nil { id = ObjectID.random() }
+            _ = domain.insert(StoredObject(length: upload.length, runs: upload.runs.runs), id: id)
+            return [.committed(id)]
+        case .putAbort(let handle):
+            guard var upload = session.uploads.removeValue(forKey: handle) else {
+                throw RequestFailure(.unknownHandle, "no upload \(handle)")
+            }
+            domain.store.finish(&upload.placement)
+            domain.store.release(upload.runs.runs)
+            return [.done]
+        case .map(let id):
+            guard let key = domain.keyByID[id] else { throw RequestFailure(.unknownObject, "no object \(id)") }
+            guard session.mappings.count < limits.maxMappings else {
+                throw RequestFailure(.limitExceeded, "more than \(limits.maxMappings) mappings")
+            }
+            let handle = session.nextHandle
+            session.nextHandle &+= 1
+            session.mappings[handle] = key
+            domain.objects[key]!.pins += 1
+            let object = domain.objects[key]!
+            var replies: [Reply] = [.mapped(handle: handle, length: object.length, runCount: UInt32(object.runs.count))]
+            var index = 0
+            repeat {
+                let end = min(object.runs.count, index + Reply.runsPerFrame)
+                replies.append(.runs(Array(object.runs[index..<end]), more: end < object.runs.count))
+                index = end
+            } while index < object.runs.count
+            return replies
+        case .unmap(let handle):
+            guard let key = session.mappings.removeValue(forKey: handle) else {
+                throw RequestFailure(.unknownHandle, "no mapping \(handle) on this connection")
+            }
+            unpin(key, in: domain)
+            return [.done]
+        case .delete(let id):
+            guard let key = domain.keyByID.removeValue(forKey: id) else {
+                throw RequestFailure(.unknownObject, "no object \(id)")
+            }
+            domain.objects[key]!.deleted = true
+            domain.releaseIfUnused(key)
+            return [.done]
+        }
+    }
+
+    private func putPages(_ handle: UInt32, stagingPage: UInt32, count: UInt32, session: Session) throws(RequestFailure) {
+        guard var upload = session.uploads[handle] else { throw RequestFailure(.unknownHandle, "no upload \(handle)") }
+        guard let staging = session.staging else { throw RequestFailure(.badStaging, "no staging memory") }
+        let stagingPages = UInt64(staging.count / Page.size)
+        guard count > 0, UInt64(stagingPage) + UInt64(count) <= stagingPages else {
+            throw RequestFailure(.badRequest, "pages \(stagingPage)+\(count) outside the staging memory (\(stagingPages) pages)")
+        }
+        guard upload.receivedPages + UInt64(count) <= upload.totalPages else {
+            throw RequestFailure(.badRequest, "more pages than the object's length")
+        }
+        let isLast = upload.receivedPages + UInt64(count) == upload.totalPages
+        let tail = Int(upload.length % UInt64(Page.size))
+        let source = staging.baseAddress! + Int(stagingPage) * Page.size
+        let store = session.domain.store
+        defer { session.uploads[handle] = upload }
+        do {
+            try store.ingest(source, pageCount: Int(count),
+                             validBytesInLastPage: isLast && tail != 0 ? tail : Page.size,
+                             wantedAhead: upload.totalPages - upload.receivedPages,
+                             placement: &upload.placement, into: &upload.runs)
+        } catch {
+            // The whole object is abandoned: a partial object is of no use to anyone, and its
+            // pages would otherwise sit in the region until the client went away.
+            store.finish(&upload.placement)
+            store.release(upload.runs.runs)
+            upload.runs = RunBuilder()
+            session.uploads[handle] = nil
+            throw RequestFailure(.regionFull, "region full: \(budget.used) of \(budget.limit) pages in use")
+        }
+    }
+
+    private func unpin(_ key: UInt64, in domain: Domain) {
+        domain.objects[key]!.pins -= 1
+        domain.releaseIfUnused(key)
+    }
+
+    /// The statistics of one domain, with KSM's names (docs/statistics.md).
+    public func statistics(of domain: Domain) -> [Statistic] {
+        let c = domain.store.counters
+        let saved = (c.pagesSharing + c.zeroPages) * Int64(Page.size)
+        return [
+            Statistic(name: "pages_shared", value: c.pagesShared),
+            Statistic(name: "pages_sharing", value: c.pagesSharing),
+            Statistic(name: "pages_unshared", value: c.pagesUnshared),
+            Statistic(name: "pages_volatile", value: 0),
+            Statistic(name: "stable_node_chains", value: c.stableNodeChains),
+            Statistic(name: "stable_node_dups", value: c.stableNodeDups),
+            Statistic(name: "ksm_zero_pages", value: c.zeroPages),
+            Statistic(name: "general_profit", value: saved - domain.metadataBytes),
+            Statistic(name: "region_bytes_used", value: domain.store.pagesInUse * Int64(Page.size)),
+            Statistic(name: "objects", value: Int64(domain.objectCount)),
+            Statistic(name: "clients", value: Int64(domain.clients)),
+        ]
+    }
+}
+
+/// A request that failed for a reason the client should hear about.
+struct RequestFailure: Error {
+    var code: ErrorCode
+    var message: String
+    init(_ code: ErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}

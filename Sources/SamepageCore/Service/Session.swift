@@ -1,0 +1,40 @@
+/// What the server knows about one connection. Handles (uploads, mappings) are numbers that mean
+/// something only on this connection: another connection using them gets `unknownHandle`.
+public final class Session {
+    public let domain: Domain
+    public let peer: PeerIdentity
+    /// The client's staging memory, mapped read-only by the server once it has been validated.
+    public var staging: UnsafeRawBufferPointer?
+
+    var uploads: [UInt32: Upload] = [:]
+    var mappings: [UInt32: UInt64] = [:]
+    var nextHandle: UInt32 = 1
+
+    init(domain: Domain, peer: PeerIdentity) {
+        self.domain = domain
+        self.peer = peer
+    }
+
+    public var mappingCount: Int { mappings.count }
+    public var uploadCount: Int { uploads.count }
+}
+
+/// The credentials of a connected process (SO_PEERCRED).
+public struct PeerIdentity: Sendable, Equatable {
+    public var pid: Int32
+    public var uid: UInt32
+    public var gid: UInt32
+
+    public init(pid: Int32, uid: UInt32, gid: UInt32) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+    }
+}
+
+/// Per-connection caps, so that one client cannot take the server's memory for bookkeeping.
+public struct SessionLimits: Sendable {
+    public var maxUploads = 64
+    public var maxMappings = 1 << 16
+    public init() {}
+}

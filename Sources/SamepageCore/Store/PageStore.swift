@@ -1,0 +1,297 @@
+// The page store of one dedup domain.
+//
+// How a page is stored
+// --------------------
+// A submitted page is first copied out of the client's staging memory into a scratch page the
+// server owns. Everything after that looks only at the copy: the client may rewrite its
+// staging page while we work, and it can then only fool itself. The copy is hashed with XXH3
+// (seeded per domain) and:
+//
+//   1. if it is all zeros it is not stored at all: the object records a zero run, the client
+//      maps anonymous zero-fill memory there, and `ksm_zero_pages` counts it;
+//   2. otherwise the stable tree yields the region pages filed under the hash's tag, and each is
+//      compared with the copy by memcmp. The first equal page that still has fewer than
+//      `max_page_sharing` owners gains an owner: that is a share;
+//   3. otherwise the copy goes into a fresh region page, taken from the submission's placement
+//      (a contiguous extent reserved for it), and is filed in the tree.
+//
+// The hash only narrows the candidates. memcmp decides, always: a collision costs a compare.
+//
+// Owners and freeing
+// ------------------
+// `owners[p]` counts the references to page p: one per page of each object that holds it (and,
+// later, one per merged page of mergeable memory). It is what KSM calls the mappers of a stable
+// node, and the statistics follow from it exactly as in KSM:
+//   owners == 1      the page is stored once, nothing shares it      -> pages_unshared
+//   owners == n >= 2 one page serves n users                         -> pages_shared += 1,
+//                                                                       pages_sharing += n - 1
+// When owners drops to 0 the page leaves the tree, its memory is given back to the kernel (hole
+// punch) and its number returns to the allocator. Callers guarantee that no client can still map
+// a page whose last owner goes: mappings pin objects, and objects own pages.
+//
+// max_page_sharing
+// ----------------
+// As in KSM, a page takes at most `max_page_sharing` owners. A further equal page starts a new
+// copy (a "dup"); contents with more than one copy are "chains". `stable_node_chains` counts
+// chains and `stable_node_dups` counts the copies in them.
+//
+// Invariants (checked by _checkInvariants in tests)
+//   - every page with owners > 0 is in the tree exactly once, under the tag of its content;
+//   - no page in the tree is free in the allocator;
+//   - pages_unshared + pages_shared == pages in use;
+//   - pages_sharing == sum over pages of (owners - 1) for owners >= 2.
+
+/// Statistics kept by a store, named as in KSM (see docs/statistics.md).
+public struct StoreCounters: Equatable, Sendable {
+    public var pagesShared: Int64 = 0
+    public var pagesSharing: Int64 = 0
+    public var pagesUnshared: Int64 = 0
+    public var stableNodeChains: Int64 = 0
+    public var stableNodeDups: Int64 = 0
+    public var zeroPages: Int64 = 0
+    public init() {}
+}
+
+public enum StoreError: Error, Equatable, Sendable {
+    /// No region page is left (the domain's address space, or the server-wide budget).
+    case regionFull
+}
+
+public final class PageStore {
+    public let hasher: PageHasher
+    public let backing: any RegionBacking
+    public let budget: PageBudget
+    public var maxPageSharing: UInt32
+    public private(set) var counters = StoreCounters()
+
+    private var allocator: ExtentAllocator
+    private var tree = StableTree()
+    /// Indexed by page number, grown to the highest page handed out.
+    private var owners: [UInt32] = []
+    private var tags: [UInt32] = []
+    private let scratch: UnsafeMutableRawPointer
+
+    public init(backing: any RegionBacking, budget: PageBudget, seed: UInt64, maxPageSharing: UInt32 = 256) {
+        self.backing = backing
+        self.budget = budget
+        self.hasher = PageHasher(seed: seed)
+        self.maxPageSharing = max(2, maxPageSharing)
+        self.allocator = ExtentAllocator(totalPages: backing.pageCount)
+        self.scratch = .allocate(byteCount: Page.size, alignment: Page.size)
+    }
+
+    deinit { scratch.deallocate() }
+
+    /// Pages holding content (not counting reserved, unwritten placement).
+    public var pagesInUse: Int64 { counters.pagesShared + counters.pagesUnshared }
+
+    /// Memory the store's own bookkeeping takes, for `general_profit`.
+    public var metadataBytes: Int64 {
+        Int64(tree.memoryBytes + owners.capacity * 4 + tags.capacity * 4)
+    }
+
+    public func owners(of page: PageNumber) -> UInt32 {
+        Int(page) < owners.count ? owners[Int(page)] : 0
+    }
+
+    // MARK: Placement
+
+    /// Contiguous pages reserved for one submission's new content.
+    public struct Placement: Sendable {
+        var next: PageNumber
+        var end: PageNumber
+        var isEmpty: Bool { next == end }
+    }
+
+    /// Gives back the pages a placement reserved but did not fill.
+    public func finish(_ placement: inout Placement?) {
+        if let p = placement, !p.isEmpty {
+            allocator.free(.init(start: p.next, count: p.end - p.next))
+        }
+        placement = nil
+    }
+
+    // MARK: Storing
+
+    /// Stores `pageCount` pages read from `source` and appends them to `runs`. `wantedAhead` is
+    /// how many pages the whole submission still has (this call's included), so that a
+    /// placement is reserved for all of them at once and stays contiguous across calls.
+    /// `validBytesInLastPage` < 4096 zero-fills the tail of the last page (objects whose length
+    /// is not a page multiple), whatever the client left there.
+    ///
+    /// On `regionFull`, the pages already appended to `runs` keep their owners: the caller
+    /// releases `runs` when it abandons the submission.
+    public func ingest(
+        _ source: UnsafeRawPointer, pageCount: Int, validBytesInLastPage: Int = Page.size,
+        wantedAhead: UInt64, placement: inout Placement?, into runs: inout RunBuilder
+    ) throws(StoreError) {
+        for i in 0..<pageCount {
+            copyPage(to: scratch, from: source + i * Page.size)
+            if i == pageCount - 1, validBytesInLastPage < Page.size {
+                (scratch + validBytesInLastPage).initializeMemory(
+                    as: UInt8.self, repeating: 0, count: Page.size - validBytesInLastPage)
+            }
+            let page = try store(scratch, placement: &placement, wantedAhead: wantedAhead - UInt64(i))
+            if let page { runs.append(page) } else { runs.appendZero() }
+        }
+    }
+
+    /// Stores one page that the server owns; nil means it was all zeros.
+    private func store(_ content: UnsafeRawPointer, placement: inout Placement?, wantedAhead: UInt64) throws(StoreError) -> PageNumber? {
+        let hash = hasher.hash(content)
+        if hasher.isZero(content, hash: hash) {
+            counters.zeroPages += 1
+            return nil
+        }
+        let tag = StableTree.tag(forHash: hash)
+        var shared: PageNumber?
+        var copies = 0
+        let base = backing.base
+        tree.forEachCandidate(tag: tag) { page in
+            guard memcmpPage(base + Int(page) * Page.size, content) else { return true }
+            if owners[Int(page)] < maxPageSharing {
+                shared = page
+                return false
+            }
+            copies += 1
+            return true
+        }
+        if let page = shared {
+            addOwner(page)
+            return page
+        }
+        let page = try takeFreshPage(placement: &placement, wantedAhead: wantedAhead)
+        copyPage(to: base + Int(page) * Page.size, from: content)
+        owners[Int(page)] = 1
+        tags[Int(page)] = tag
+        tree.insert(tag: tag, page: page)
+        counters.pagesUnshared += 1
+        if copies == 1 {
+            counters.stableNodeChains += 1
+            counters.stableNodeDups += 2
+        } else if copies > 1 {
+            counters.stableNodeDups += 1
+        }
+        return page
+    }
+
+    private func takeFreshPage(placement: inout Placement?, wantedAhead: UInt64) throws(StoreError) -> PageNumber {
+        guard budget.take(1) else { throw .regionFull }
+        if placement == nil || placement!.isEmpty {
+            let want = UInt32(clamping: max(1, wantedAhead))
+            guard let extent = allocator.allocate(upTo: want) else {
+                budget.give(1)
+                throw .regionFull
+            }
+            placement = Placement(next: extent.start, end: extent.start + extent.count)
+            let needed = Int(extent.start + extent.count)
+            if owners.count < needed {
+                let grown = max(needed, min(Int(backing.pageCount), owners.count * 2))
+                owners.append(contentsOf: repeatElement(0, count: grown - owners.count))
+                tags.append(contentsOf: repeatElement(0, count: grown - tags.count))
+            }
+        }
+        let page = placement!.next
+        placement!.next += 1
+        return page
+    }
+
+    private func addOwner(_ page: PageNumber) {
+        let before = owners[Int(page)]
+        owners[Int(page)] = before + 1
+        if before == 1 {
+            counters.pagesUnshared -= 1
+            counters.pagesShared += 1
+        }
+        counters.pagesSharing += 1
+    }
+
+    // MARK: Releasing
+
+    /// Drops one owner of every page in `runs` (zero runs only update the zero-page count).
+    /// Pages left without owners are freed, and their memory is given back in whole runs.
+    public func release(_ runs: [PageRun]) {
+        var freed: ExtentAllocator.Extent?
+        for run in runs {
+            if run.isZero {
+                counters.zeroPages -= Int64(run.count)
+                continue
+            }
+            for page in run.start..<(run.start + run.count) where dropOwner(page) {
+                if let f = freed, f.end == UInt64(page) {
+                    freed!.count += 1
+                } else {
+                    if let f = freed { giveBack(f) }
+                    freed = .init(start: page, count: 1)
+                }
+            }
+        }
+        if let f = freed { giveBack(f) }
+    }
+
+    /// Returns true when the page lost its last owner (and left the tree).
+    private func dropOwner(_ page: PageNumber) -> Bool {
+        let before = owners[Int(page)]
+        precondition(before > 0, "release of free page \(page)")
+        owners[Int(page)] = before - 1
+        switch before {
+        case 1:
+            counters.pagesUnshared -= 1
+            forgetChainMembership(page)
+            tree.remove(tag: tags[Int(page)], page: page)
+            return true
+        case 2:
+            counters.pagesShared -= 1
+            counters.pagesSharing -= 1
+            counters.pagesUnshared += 1
+        default:
+            counters.pagesSharing -= 1
+        }
+        return false
+    }
+
+    private func forgetChainMembership(_ page: PageNumber) {
+        let base = backing.base
+        let content = base + Int(page) * Page.size
+        var others = 0
+        tree.forEachCandidate(tag: tags[Int(page)]) { other in
+            if other != page, memcmpPage(base + Int(other) * Page.size, content) { others += 1 }
+            return true
+        }
+        if others == 1 {
+            counters.stableNodeChains -= 1
+            counters.stableNodeDups -= 2
+        } else if others > 1 {
+            counters.stableNodeDups -= 1
+        }
+    }
+
+    private func giveBack(_ extent: ExtentAllocator.Extent) {
+        backing.release(extent)
+        allocator.free(extent)
+        budget.give(UInt64(extent.count))
+    }
+
+    // MARK: Checking
+
+    public func _checkInvariants() {
+        allocator._checkInvariants()
+        tree._checkInvariants()
+        var inUse: Int64 = 0, shared: Int64 = 0, sharing: Int64 = 0
+        for (page, n) in owners.enumerated() where n > 0 {
+            inUse += 1
+            if n >= 2 { shared += 1; sharing += Int64(n) - 1 }
+            var found = 0
+            tree.forEachCandidate(tag: tags[page]) { p in
+                if p == PageNumber(page) { found += 1 }
+                return true
+            }
+            precondition(found == 1, "page \(page) filed \(found) times")
+            precondition(StableTree.tag(forHash: hasher.hash(backing.base + page * Page.size)) == tags[page],
+                         "page \(page) changed under the store")
+        }
+        precondition(tree.count == Int(inUse))
+        precondition(counters.pagesShared == shared && counters.pagesSharing == sharing)
+        precondition(counters.pagesUnshared == inUse - shared)
+    }
+}

@@ -1,0 +1,29 @@
+/// The memory behind one region, as the store sees it: a base address the server may write, and
+/// a way to give pages back to the kernel. The server implements it with a memfd (hole punch);
+/// tests implement it with plain memory. Keeping it a protocol keeps the store free of I/O.
+public protocol RegionBacking: AnyObject {
+    var base: UnsafeMutableRawPointer { get }
+    var pageCount: UInt32 { get }
+    /// Called when no reference to these pages remains; afterwards they read as zeros.
+    func release(_ extent: ExtentAllocator.Extent)
+}
+
+/// A cap on pages in use, shared by every domain's store, so that `--region-size` bounds the
+/// server's memory however many domains it serves.
+public final class PageBudget: @unchecked Sendable {
+    public let limit: UInt64
+    public private(set) var used: UInt64 = 0
+
+    public init(limit: UInt64) { self.limit = limit }
+
+    func take(_ pages: UInt64) -> Bool {
+        guard used + pages <= limit else { return false }
+        used += pages
+        return true
+    }
+
+    func give(_ pages: UInt64) {
+        precondition(pages <= used)
+        used -= pages
+    }
+}

@@ -1,0 +1,31 @@
+import Glibc
+import SamepageCore
+import SamepageSystem
+import SystemPackage
+
+/// The region of one dedup domain: a sparse memfd, sealed against shrinking and growing (so no
+/// one can truncate it under a client's mapping), mode 0440, mapped read-write by the server
+/// alone. Clients receive `readOnlyDescriptor`, a separate read-only open of the same file.
+public final class MemfdRegion: RegionBacking {
+    public let base: UnsafeMutableRawPointer
+    public let pageCount: UInt32
+    private let memfd: OwnedDescriptor
+    public let readOnlyDescriptor: OwnedDescriptor
+    private let mapping: MemoryMapping
+
+    public init(name: String, bytes: UInt64) throws(Errno) {
+        let size = bytes / UInt64(Page.size) * UInt64(Page.size)
+        memfd = try Memfd.create(name: "samepage-region-\(name)", size: size, seals: [.shrink, .grow], mode: 0o440)
+        readOnlyDescriptor = try memfd.reopenReadOnly()
+        mapping = try MemoryMapping(fd: memfd.rawValue, length: Int(size), writable: true, shared: true, noReserve: true)
+        base = mapping.base
+        pageCount = UInt32(size / UInt64(Page.size))
+    }
+
+    public func release(_ extent: ExtentAllocator.Extent) {
+        // Give the memory back; the pages read as zeros until written again. Failure here would
+        // only keep memory allocated, never corrupt anything, so it is not fatal.
+        try? Syscall.punchHole(memfd.rawValue, offset: UInt64(extent.start) << UInt64(Page.shift),
+                               length: UInt64(extent.count) << UInt64(Page.shift))
+    }
+}

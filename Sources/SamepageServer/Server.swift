@@ -1,0 +1,292 @@
+import CSamepageShim
+import Glibc
+import Logging
+import SamepageCore
+import SamepageSystem
+import SystemPackage
+
+/// samepaged's event loop: one thread, one io_uring. It accepts connections (multishot accept),
+/// receives requests (recvmsg, which also brings the staging memfd), hands decoded requests to
+/// the I/O-free `Service`, and sends replies (sendmsg, which also carries the region fd).
+///
+/// A connection's misbehaviour ends that connection only: a malformed frame gets a failure reply
+/// and a close; a failed request gets a failure reply; nothing a client sends can stop the loop.
+public final class Server {
+    public let configuration: ServerConfiguration
+    public let service: Service
+    private let logger: Logger
+    private let ring: IoUring
+    private let listener: OwnedDescriptor
+    /// The signalfd for SIGINT/SIGTERM, -1 when signals are left alone. Closed in deinit.
+    private let signalFD: Int32
+    private let signalBuffer: UnsafeMutableRawPointer
+    private let regions = RegionRegistry()
+    private var connections: [UInt32: Connection] = [:]
+    private var nextConnectionID: UInt32 = 1
+    private var running = true
+
+    private enum Operation: UInt64 {
+        case accept = 1, receive, send, signal
+    }
+
+    private static func userData(_ op: Operation, _ connection: UInt32 = 0) -> UInt64 {
+        UInt64(connection) << 8 | op.rawValue
+    }
+
+    /// Binds the socket and prepares the ring. `handleSignals` makes SIGINT/SIGTERM stop `run()`
+    /// cleanly (the process must not have started other threads yet).
+    public init(configuration: ServerConfiguration, logger: Logger, handleSignals: Bool = true) throws {
+        self.configuration = configuration
+        self.logger = logger
+        let regionBytes = configuration.regionBytes
+        service = Service(regionBytes: regionBytes, maxPageSharing: configuration.maxPageSharing) { [regions] name in
+            let region = try MemfdRegion(name: name, bytes: regionBytes)
+            regions.byDomain[name] = region
+            return region
+        }
+        ring = try IoUring(entries: 1024)
+        DefaultSocketPath.prepareDirectory(for: configuration.socketPath)
+        listener = try UnixSocket.listen(path: configuration.socketPath, mode: mode_t(configuration.socketMode))
+        signalFD = handleSignals ? sp_termination_signalfd() : -1
+        signalBuffer = .allocate(byteCount: sp_signalfd_siginfo_size(), alignment: 8)
+    }
+
+    deinit {
+        signalBuffer.deallocate()
+        if signalFD >= 0 { Syscall.close(signalFD) }
+        Syscall.unlink(configuration.socketPath)
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    public func run() throws {
+        try ring.acceptMultishot(listener.rawValue, userData: Self.userData(.accept))
+        if signalFD >= 0 {
+            try ring.read(signalFD, UnsafeMutableRawBufferPointer(start: signalBuffer, count: sp_signalfd_siginfo_size()),
+                          userData: Self.userData(.signal))
+        }
+        logger.info("samepaged listening", metadata: [
+            "socket": "\(configuration.socketPath)",
+            "region": "\(ByteSize.format(configuration.regionBytes))",
+            "max_page_sharing": "\(configuration.maxPageSharing)",
+        ])
+        while running {
+            try ring.submitAndWait(1)
+            while let completion = ring.popCompletion() {
+                handle(completion)
+            }
+        }
+        logger.info("samepaged stopping", metadata: ["clients": "\(connections.count)"])
+        for connection in connections.values { Syscall.shutdown(connection.socket.rawValue) }
+    }
+
+    private func handle(_ completion: IoUring.Completion) {
+        let op = Operation(rawValue: completion.userData & 0xFF)
+        let id = UInt32(truncatingIfNeeded: completion.userData >> 8)
+        switch op {
+        case .accept: accepted(completion)
+        case .signal:
+            logger.notice("signal received: stopping", metadata: ["signal": "\(sp_signalfd_signo(signalBuffer))"])
+            running = false
+        case .receive:
+            guard let connection = connections[id] else { return }
+            connection.inFlight -= 1
+            connection.receiveArmed = false
+            received(completion.result, on: connection)
+        case .send:
+            guard let connection = connections[id] else { return }
+            connection.inFlight -= 1
+            connection.sendInFlight = false
+            sent(completion.result, on: connection)
+        case nil:
+            logger.error("unexpected completion", metadata: ["user_data": "\(completion.userData)"])
+        }
+    }
+
+    // MARK: Accepting
+
+    private func accepted(_ completion: IoUring.Completion) {
+        if !completion.hasMore {
+            // The multishot accept ended (for example on fd exhaustion): arm it again.
+            try? ring.acceptMultishot(listener.rawValue, userData: Self.userData(.accept))
+        }
+        guard completion.result >= 0 else {
+            logger.warning("accept failed", metadata: ["errno": "\(Errno(rawValue: -completion.result))"])
+            return
+        }
+        let socket = OwnedDescriptor(taking: completion.result)
+        guard let credentials = try? Syscall.peerCredentials(socket.rawValue) else { return }
+        let peer = PeerIdentity(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid)
+        let id = nextConnectionID
+        nextConnectionID = nextConnectionID == UInt32.max >> 8 ? 1 : nextConnectionID + 1
+        let connection = Connection(id: id, socket: socket, peer: peer)
+        connections[id] = connection
+        logger.debug("client connected", metadata: ["connection": "\(id)", "pid": "\(peer.pid)", "uid": "\(peer.uid)"])
+        armReceive(connection)
+    }
+
+    // MARK: Receiving
+
+    private func armReceive(_ connection: Connection) {
+        guard !connection.receiveArmed, !connection.closing, !connection.closeAfterFlush else { return }
+        connection.prepareReceive()
+        do {
+            try ring.receiveMessage(connection.socket.rawValue, connection.receiveMessage,
+                                    userData: Self.userData(.receive, connection.id))
+            connection.receiveArmed = true
+            connection.inFlight += 1
+        } catch {
+            close(connection, reason: "cannot queue receive: \(error)")
+        }
+    }
+
+    private func received(_ result: Int32, on connection: Connection) {
+        if connection.closing { return finishClosing(connection) }
+        guard result > 0 else {
+            close(connection, reason: result == 0 ? "disconnected" : "receive failed: \(Errno(rawValue: -result))")
+            return
+        }
+        let fd = sp_cmsg_take_fd(connection.receiveMessage)
+        if fd >= 0 { connection.receivedDescriptor = OwnedDescriptor(taking: fd) }
+        connection.decoder.append(UnsafeRawBufferPointer(start: connection.receiveBuffer, count: Int(result)))
+        do {
+            while !connection.closeAfterFlush, let frame = try connection.decoder.next() {
+                process(frame, on: connection)
+            }
+        } catch {
+            violation(error.description, requestID: 0, on: connection)
+        }
+        flush(connection)
+        if connection.queuedBytes <= configuration.maxQueuedReplyBytes { armReceive(connection) }
+    }
+
+    private func process(_ frame: Frame, on connection: Connection) {
+        let requestID = frame.header.requestID
+        let request: Request
+        do {
+            request = try Request.decode(frame)
+        } catch {
+            return violation(error.description, requestID: requestID, on: connection)
+        }
+        guard let session = connection.session else {
+            guard case .hello(let version, let name) = request else {
+                return violation("the first message must be hello", requestID: requestID, on: connection)
+            }
+            return hello(version: version, name: name, requestID: requestID, on: connection)
+        }
+        if case .hello = request {
+            return violation("hello sent twice", requestID: requestID, on: connection)
+        }
+        for reply in service.handle(request, session: session) {
+            connection.enqueue(reply, requestID: requestID)
+        }
+    }
+
+    private func hello(version: UInt32, name: String, requestID: UInt64, on connection: Connection) {
+        guard version == Request.version else {
+            return violation("protocol version \(version) is not supported (server speaks \(Request.version))",
+                             requestID: requestID, on: connection, code: .unsupportedVersion)
+        }
+        guard let staging = connection.receivedDescriptor.take() else {
+            return violation("hello must carry the staging memfd", requestID: requestID, on: connection, code: .badStaging)
+        }
+        do {
+            let mapping = try mapStaging(staging)
+            let session = try service.openSession(peer: connection.peer)
+            session.staging = UnsafeRawBufferPointer(mapping.bytes)
+            connection.staging = consume mapping
+            connection.session = session
+            guard let region = regions.byDomain[session.domain.name] else {
+                return violation("no region for domain \(session.domain.name)", requestID: requestID, on: connection, code: .internalError)
+            }
+            connection.enqueue(.welcome(version: Request.version, regionBytes: UInt64(region.pageCount) * UInt64(Page.size),
+                                        pageSize: UInt32(Page.size)), requestID: requestID)
+            connection.outboxDescriptor = region.readOnlyDescriptor.rawValue
+            logger.debug("client ready", metadata: ["connection": "\(connection.id)", "name": "\(name)",
+                                                    "domain": "\(session.domain.name)"])
+        } catch let failure as StagingRefused {
+            violation(failure.message, requestID: requestID, on: connection, code: .badStaging)
+        } catch {
+            violation("cannot serve this client: \(error)", requestID: requestID, on: connection, code: .internalError)
+        }
+    }
+
+    private struct StagingRefused: Error { var message: String }
+
+    /// Every fd a client sends is hostile (design.md section 2): a staging memfd that could shrink
+    /// would SIGBUS the server while it reads, so it must be sealed against shrinking, and its
+    /// size must be whole pages within the limit.
+    private func mapStaging(_ fd: consuming OwnedDescriptor) throws -> MemoryMapping {
+        guard let seals = try? Memfd.seals(of: fd.rawValue) else {
+            throw StagingRefused(message: "staging fd is not a memfd")
+        }
+        guard seals.contains(.shrink) else { throw StagingRefused(message: "staging memfd must be sealed with F_SEAL_SHRINK") }
+        let size = try Syscall.fileSize(fd.rawValue)
+        guard size > 0, size % UInt64(Page.size) == 0, size <= configuration.maxStagingBytes else {
+            throw StagingRefused(message: "staging memfd of \(size) bytes: must be whole pages, at most \(configuration.maxStagingBytes)")
+        }
+        return try MemoryMapping(fd: fd.rawValue, length: Int(size), writable: false, shared: true)
+    }
+
+    /// A protocol violation: tell the client why, then close its connection after the reply.
+    private func violation(_ message: String, requestID: UInt64, on connection: Connection, code: ErrorCode = .badRequest) {
+        logger.notice("closing client after protocol violation",
+                      metadata: ["connection": "\(connection.id)", "pid": "\(connection.peer.pid)", "reason": "\(message)"])
+        connection.enqueue(.failure(code, message), requestID: requestID)
+        connection.closeAfterFlush = true
+    }
+
+    // MARK: Sending
+
+    private func flush(_ connection: Connection) {
+        guard !connection.sendInFlight, !connection.closing else { return }
+        guard connection.prepareSend() else {
+            if connection.closeAfterFlush { close(connection, reason: "protocol violation") }
+            return
+        }
+        do {
+            try ring.sendMessage(connection.socket.rawValue, connection.sendMessage, userData: Self.userData(.send, connection.id))
+            connection.sendInFlight = true
+            connection.inFlight += 1
+        } catch {
+            close(connection, reason: "cannot queue send: \(error)")
+        }
+    }
+
+    private func sent(_ result: Int32, on connection: Connection) {
+        if connection.closing { return finishClosing(connection) }
+        guard result >= 0 else {
+            return close(connection, reason: "send failed: \(Errno(rawValue: -result))")
+        }
+        connection.sendingOffset += Int(result)
+        flush(connection)
+        if connection.queuedBytes <= configuration.maxQueuedReplyBytes { armReceive(connection) }
+    }
+
+    // MARK: Closing
+
+    /// Starts closing: shutdown makes the kernel complete whatever is in flight; the buffers and
+    /// the session go when the last completion is in.
+    private func close(_ connection: Connection, reason: String) {
+        guard !connection.closing else { return }
+        connection.closing = true
+        logger.debug("client gone", metadata: ["connection": "\(connection.id)", "reason": "\(reason)"])
+        Syscall.shutdown(connection.socket.rawValue)
+        finishClosing(connection)
+    }
+
+    private func finishClosing(_ connection: Connection) {
+        guard connection.inFlight == 0 else { return }
+        if let session = connection.session {
+            service.close(session)
+            connection.session = nil
+        }
+        connection.staging = nil
+        connections[connection.id] = nil
+    }
+}
+
+/// The memfd behind each domain's region, by domain name: the service creates regions, the loop
+/// hands out their read-only fds.
+final class RegionRegistry {
+    var byDomain: [String: MemfdRegion] = [:]
+}

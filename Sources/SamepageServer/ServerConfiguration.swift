@@ -1,0 +1,19 @@
+import SamepageCore
+
+public struct ServerConfiguration: Sendable {
+    /// Bytes of region memory the server may fill, across all domains.
+    public var regionBytes: UInt64 = 4 << 30
+    public var socketPath: String
+    /// File mode of the socket: owner and group may connect.
+    public var socketMode: UInt32 = 0o660
+    public var maxPageSharing: UInt32 = 256
+    /// Largest staging memfd a client may register.
+    public var maxStagingBytes: UInt64 = 1 << 30
+    /// Replies queued for a client that does not read them; past this we stop reading its
+    /// requests until it catches up, so it cannot make the server buffer without bound.
+    public var maxQueuedReplyBytes = 8 << 20
+
+    public init(socketPath: String) {
+        self.socketPath = socketPath
+    }
+}

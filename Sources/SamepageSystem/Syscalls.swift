@@ -1,0 +1,134 @@
+// Every system call Samepage makes goes through this file: one place that turns -1/errno into a
+// typed `Errno` and retries EINTR, as swift-system does in Internals/Syscalls.swift.
+import CSamepageShim
+import Glibc
+import SystemPackage
+
+/// Runs `body` until it does not fail with EINTR; -1 becomes the thrown `Errno`.
+@inline(__always)
+func valueOrErrno<I: FixedWidthInteger>(retryOnInterrupt: Bool = true, _ body: () -> I) throws(Errno) -> I {
+    while true {
+        let result = body()
+        if result != -1 { return result }
+        let error = Errno(rawValue: errno)
+        if retryOnInterrupt && error == .interrupted { continue }
+        throw error
+    }
+}
+
+/// The raw calls, each a thin typed wrapper. Higher layers use the owner types instead.
+public enum Syscall {
+    public static func close(_ fd: Int32) {
+        // Linux closes the descriptor even when close() reports EINTR: never retry it.
+        _ = Glibc.close(fd)
+    }
+
+    public static func memfdCreate(_ name: String, cloexec: Bool = true, sealing: Bool = true) throws(Errno) -> Int32 {
+        var flags: UInt32 = 0
+        if cloexec { flags |= SP_MFD_CLOEXEC }
+        if sealing { flags |= SP_MFD_ALLOW_SEALING }
+        return try valueOrErrno { sp_memfd_create(name, flags) }
+    }
+
+    public static func ftruncate(_ fd: Int32, _ size: UInt64) throws(Errno) {
+        _ = try valueOrErrno { Glibc.ftruncate(fd, off_t(size)) }
+    }
+
+    public static func fchmod(_ fd: Int32, _ mode: mode_t) throws(Errno) {
+        _ = try valueOrErrno { Glibc.fchmod(fd, mode) }
+    }
+
+    public static func fileSize(_ fd: Int32) throws(Errno) -> UInt64 {
+        var st = stat()
+        _ = try valueOrErrno { fstat(fd, &st) }
+        return UInt64(st.st_size)
+    }
+
+    public static func addSeals(_ fd: Int32, _ seals: Int32) throws(Errno) {
+        _ = try valueOrErrno { sp_add_seals(fd, seals) }
+    }
+
+    public static func seals(_ fd: Int32) throws(Errno) -> Int32 {
+        try valueOrErrno { sp_get_seals(fd) }
+    }
+
+    public static func punchHole(_ fd: Int32, offset: UInt64, length: UInt64) throws(Errno) {
+        _ = try valueOrErrno { sp_punch_hole(fd, off_t(offset), off_t(length)) }
+    }
+
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) throws(Errno) -> Int32 {
+        try valueOrErrno { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    public static func mmap(_ address: UnsafeMutableRawPointer?, _ length: Int, _ prot: Int32, _ flags: Int32,
+                            _ fd: Int32, _ offset: UInt64) throws(Errno) -> UnsafeMutableRawPointer {
+        while true {
+            let p = Glibc.mmap(address, length, prot, flags, fd, off_t(offset))
+            if p != MAP_FAILED, let p { return p }
+            let error = Errno(rawValue: errno)
+            if error != .interrupted { throw error }
+        }
+    }
+
+    public static func munmap(_ address: UnsafeMutableRawPointer, _ length: Int) {
+        _ = Glibc.munmap(address, length)
+    }
+
+    public static func madvise(_ address: UnsafeMutableRawPointer, _ length: Int, _ advice: Int32) throws(Errno) {
+        _ = try valueOrErrno { Glibc.madvise(address, length, advice) }
+    }
+
+    public static func socket(_ domain: Int32, _ type: Int32) throws(Errno) -> Int32 {
+        try valueOrErrno { Glibc.socket(domain, type | Int32(SOCK_CLOEXEC.rawValue), 0) }
+    }
+
+    public static func bind(_ fd: Int32, _ address: UnsafePointer<sockaddr>, _ length: socklen_t) throws(Errno) {
+        _ = try valueOrErrno { Glibc.bind(fd, address, length) }
+    }
+
+    public static func listen(_ fd: Int32, backlog: Int32) throws(Errno) {
+        _ = try valueOrErrno { Glibc.listen(fd, backlog) }
+    }
+
+    public static func connect(_ fd: Int32, _ address: UnsafePointer<sockaddr>, _ length: socklen_t) throws(Errno) {
+        _ = try valueOrErrno { Glibc.connect(fd, address, length) }
+    }
+
+    public static func send(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        try valueOrErrno { Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    public static func recv(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        try valueOrErrno { Glibc.recv(fd, buffer.baseAddress, buffer.count, 0) }
+    }
+
+    public static func sendmsg(_ fd: Int32, _ message: UnsafePointer<msghdr>) throws(Errno) -> Int {
+        try valueOrErrno { Glibc.sendmsg(fd, message, Int32(MSG_NOSIGNAL)) }
+    }
+
+    public static func recvmsg(_ fd: Int32, _ message: UnsafeMutablePointer<msghdr>) throws(Errno) -> Int {
+        try valueOrErrno { Glibc.recvmsg(fd, message, Int32(MSG_CMSG_CLOEXEC)) }
+    }
+
+    public static func shutdown(_ fd: Int32) {
+        _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+    }
+
+    public static func peerCredentials(_ fd: Int32) throws(Errno) -> (pid: Int32, uid: UInt32, gid: UInt32) {
+        var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
+        _ = try valueOrErrno { sp_peer_credentials(fd, &pid, &uid, &gid) }
+        return (pid, uid, gid)
+    }
+
+    public static func unlink(_ path: String) {
+        _ = Glibc.unlink(path)
+    }
+
+    public static func chmod(_ path: String, _ mode: mode_t) throws(Errno) {
+        _ = try valueOrErrno { Glibc.chmod(path, mode) }
+    }
+
+    public static func mkdir(_ path: String, _ mode: mode_t) throws(Errno) {
+        _ = try valueOrErrno { Glibc.mkdir(path, mode) }
+    }
+}
