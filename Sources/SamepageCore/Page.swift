@@ -3,10 +3,11 @@ public enum Page {
     public static let size = 4096
     public static let shift = 12
 
-    /// Pages needed to hold `bytes` bytes (the last one zero-padded).
+    /// Pages needed to hold `bytes` bytes (the last one zero-padded). Never overflows: lengths
+    /// come from clients, and `UInt64.max` is a length a client can send.
     @inlinable
     public static func count(forBytes bytes: UInt64) -> UInt64 {
-        (bytes + UInt64(size) - 1) >> UInt64(shift)
+        bytes >> UInt64(shift) + (bytes & UInt64(size - 1) == 0 ? 0 : 1)
     }
 }
 

@@ -1,0 +1,114 @@
+@testable import SamepageCore
+
+/// SplitMix64: a tiny seeded generator, so that randomized tests replay exactly.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A region in plain memory. `release` zero-fills the pages (as a hole punch reads back) and
+/// records what it was given, so that tests can see which extents the store returned.
+final class MemoryBacking: RegionBacking {
+    let base: UnsafeMutableRawPointer
+    let pageCount: UInt32
+    private(set) var released: [ExtentAllocator.Extent] = []
+
+    init(pageCount: UInt32) {
+        self.pageCount = pageCount
+        let bytes = max(1, Int(pageCount)) * Page.size
+        base = .allocate(byteCount: bytes, alignment: Page.size)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+    }
+
+    deinit { base.deallocate() }
+
+    func release(_ extent: ExtentAllocator.Extent) {
+        precondition(extent.count > 0 && extent.end <= UInt64(pageCount), "release outside the region")
+        (base + Int(extent.start) * Page.size).initializeMemory(
+            as: UInt8.self, repeating: 0, count: Int(extent.count) * Page.size)
+        released.append(extent)
+    }
+
+    func page(_ n: PageNumber) -> UnsafeMutableRawPointer {
+        precondition(n < pageCount)
+        return base + Int(n) * Page.size
+    }
+
+    /// Pages handed to `release`, in total.
+    var releasedPages: UInt32 { released.reduce(0) { $0 + $1.count } }
+}
+
+/// Page-aligned memory standing in for a client's staging memfd.
+final class PageBuffer {
+    let bytes: UnsafeMutableRawBufferPointer
+
+    init(pages: Int) {
+        bytes = .allocate(byteCount: max(1, pages) * Page.size, alignment: Page.size)
+        bytes.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+
+    deinit { bytes.deallocate() }
+
+    var pageCount: Int { bytes.count / Page.size }
+    var base: UnsafeMutableRawPointer { bytes.baseAddress! }
+    func page(_ i: Int) -> UnsafeMutableRawPointer { base + i * Page.size }
+    func fill(_ i: Int, id: UInt64) { Content.fill(page(i), id: id) }
+}
+
+/// Test page contents, numbered: content 0 is the zero page, every other number a distinct page
+/// (its first word is the number) whose every word is non-trivial.
+enum Content {
+    static func word(_ id: UInt64, _ index: Int) -> UInt64 {
+        if id == 0 { return 0 }
+        if index == 0 { return id }
+        var g = SplitMix64(seed: id &* 0x1_0000_0001 &+ UInt64(index))
+        return g.next()
+    }
+
+    static func fill(_ page: UnsafeMutableRawPointer, id: UInt64) {
+        for w in 0..<(Page.size / 8) {
+            page.storeBytes(of: word(id, w), toByteOffset: w * 8, as: UInt64.self)
+        }
+    }
+
+    /// Whether the page holds content `id`, with bytes from `validBytes` on zero.
+    static func matches(_ page: UnsafeRawPointer, id: UInt64, validBytes: Int = Page.size) -> Bool {
+        let expected = UnsafeMutableRawPointer.allocate(byteCount: Page.size, alignment: Page.size)
+        defer { expected.deallocate() }
+        fill(expected, id: id)
+        (expected + validBytes).initializeMemory(as: UInt8.self, repeating: 0, count: Page.size - validBytes)
+        return memcmpPage(page, expected)
+    }
+
+    static func isZero(_ page: UnsafeRawPointer) -> Bool { memcmpPage(page, ZeroPage.pointer) }
+}
+
+/// The pages of `runs`, one entry a page: nil for zero pages.
+func expand(_ runs: [PageRun]) -> [PageNumber?] {
+    var pages: [PageNumber?] = []
+    for run in runs {
+        for i in 0..<run.count { pages.append(run.isZero ? nil : run.start + i) }
+    }
+    return pages
+}
+
+func makeCounters(shared: Int64 = 0, sharing: Int64 = 0, unshared: Int64 = 0,
+                  chains: Int64 = 0, dups: Int64 = 0, zero: Int64 = 0) -> StoreCounters {
+    var c = StoreCounters()
+    c.pagesShared = shared
+    c.pagesSharing = sharing
+    c.pagesUnshared = unshared
+    c.stableNodeChains = chains
+    c.stableNodeDups = dups
+    c.zeroPages = zero
+    return c
+}

@@ -1,0 +1,115 @@
+import Foundation
+import SamepageClient
+import SamepageCore
+
+/// A real samepaged, started for one test on a socket of its own, stopped with SIGTERM.
+final class ServerProcess: @unchecked Sendable {
+    let socket: String
+    let directory: String
+    let process = Process()
+    private let logPipe = Pipe()
+
+    init(regionSize: String = "1G", extraArguments: [String] = []) throws {
+        directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("samepage-test-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        socket = directory + "/samepaged.sock"
+        process.executableURL = URL(fileURLWithPath: Binaries.samepaged)
+        process.arguments = ["--socket", socket, "--region-size", regionSize, "--log-level", "warning"] + extraArguments
+        process.standardError = logPipe
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(10)
+        while (try? SamepageClient(socketPath: socket, stagingBytes: 8192)) == nil {
+            guard process.isRunning, Date() < deadline else {
+                throw TestFailure("samepaged did not start: \(log())")
+            }
+            usleep(10_000)
+        }
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    func client(stagingBytes: Int = 8 << 20) throws -> SamepageClient {
+        try SamepageClient(socketPath: socket, stagingBytes: stagingBytes)
+    }
+
+    /// The server's statistics as a dictionary, read by the CLI (`samepage stats --json`).
+    func statistics() throws -> [String: Int64] {
+        let result = try Command.samepage(["stats", "--json"], socket: socket)
+        guard result.status == 0,
+              let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        else { throw TestFailure("stats failed: \(result.stderr)") }
+        return object.mapValues { ($0 as! NSNumber).int64Value }
+    }
+
+    /// Polls `condition` on the statistics until it holds or `seconds` pass.
+    func waitForStatistics(seconds: Double = 10, _ condition: ([String: Int64]) -> Bool) throws -> [String: Int64] {
+        let deadline = Date().addingTimeInterval(seconds)
+        var stats = try statistics()
+        while !condition(stats) && Date() < deadline {
+            usleep(20_000)
+            stats = try statistics()
+        }
+        return stats
+    }
+
+    /// A field of /proc/PID/status in kB, such as RssShmem.
+    func statusKilobytes(_ field: String) throws -> Int {
+        let status = try readProcFile("/proc/\(pid)/status")
+        for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])!
+        }
+        throw TestFailure("no \(field) in /proc/\(pid)/status")
+    }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func log() -> String {
+        String(decoding: logPipe.fileHandleForReading.availableData, as: UTF8.self)
+    }
+
+    deinit { stop() }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Deterministic pseudo-random bytes (SplitMix64), so failures reproduce.
+func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var state = seed
+    var bytes = [UInt8](repeating: 0, count: count)
+    bytes.withUnsafeMutableBytes { raw in
+        let words = raw.bindMemory(to: UInt64.self)
+        for i in 0..<words.count {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            words[i] = z ^ (z >> 31)
+        }
+    }
+    return bytes
+}
+
+/// Writes bytes to a new file in `directory` and returns its path.
+func writeFile(_ bytes: [UInt8], in directory: String, name: String) throws -> String {
+    let path = directory + "/" + name
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    return path
+}
+
+/// The whole of a /proc file (they report size 0, so read until the end).
+func readProcFile(_ path: String) throws -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else { throw TestFailure("cannot open \(path)") }
+    defer { try? handle.close() }
+    return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+}
