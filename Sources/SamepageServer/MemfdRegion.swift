@@ -1,3 +1,4 @@
+import CSamepageShim
 import Glibc
 import SamepageCore
 import SamepageSystem
@@ -20,6 +21,12 @@ public final class MemfdRegion: RegionBacking {
         mapping = try MemoryMapping(fd: memfd.rawValue, length: Int(size), writable: true, shared: true, noReserve: true)
         base = mapping.base
         pageCount = UInt32(size / UInt64(Page.size))
+    }
+
+    public func prepare(_ extent: ExtentAllocator.Extent) {
+        // MADV_POPULATE_WRITE (Linux 5.14): allocate and map the pages in one call. On an older
+        // kernel it fails with EINVAL and the pages fault in one by one as before.
+        try? Syscall.madvise(base + Int(extent.start) * Page.size, Int(extent.count) * Page.size, SP_MADV_POPULATE_WRITE)
     }
 
     public func release(_ extent: ExtentAllocator.Extent) {

@@ -115,17 +115,17 @@ func registerTreeBenchmarks(_ configuration: Benchmark.Configuration) {
     let teardown: Benchmark.BenchmarkTeardownHook = { box.value = nil }
 
     // A fresh tree (1024 slots) grown to 10^6 entries: growth is part of the cost, as in a store.
-    Benchmark("StableTree insert", configuration: configuration) { benchmark in
+    Benchmark("StableTree insert", configuration: configuration, closure: { benchmark in
         let tags = box.fixture.tags
         benchmark.startMeasurement()
         var tree = StableTree()
         for i in benchmark.scaledIterations { tree.insert(tag: tags[i], page: PageNumber(i)) }
         benchmark.stopMeasurement()
         precondition(tree.count == tags.count)
-    } setup: setup teardown: teardown
+    }, setup: setup, teardown: teardown)
 
     // Each lookup stops at the first candidate, as a share does.
-    Benchmark("StableTree lookup present", configuration: configuration) { benchmark in
+    Benchmark("StableTree lookup present", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         let probes = fixture.present
         var found = 0
@@ -138,10 +138,10 @@ func registerTreeBenchmarks(_ configuration: Benchmark.Configuration) {
         }
         benchmark.stopMeasurement()
         precondition(found == probes.count)
-    } setup: setup teardown: teardown
+    }, setup: setup, teardown: teardown)
 
     // Each lookup walks its probe run to the first empty slot: the cost of every new page.
-    Benchmark("StableTree lookup absent", configuration: configuration) { benchmark in
+    Benchmark("StableTree lookup absent", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         let probes = fixture.absent
         var found = 0
@@ -154,7 +154,7 @@ func registerTreeBenchmarks(_ configuration: Benchmark.Configuration) {
         }
         benchmark.stopMeasurement()
         precondition(found == 0)
-    } setup: setup teardown: teardown
+    }, setup: setup, teardown: teardown)
 }
 
 // MARK: PageStore
@@ -191,14 +191,14 @@ func registerStoreBenchmarks(_ configuration: Benchmark.Configuration) {
     // 16384 distinct pages into a fresh store each iteration: copy to scratch, hash, miss in the
     // tree, copy into a fresh region page, file it. The region memory is reused (already faulted),
     // the store (tree, allocator, owner arrays) is new.
-    Benchmark("PageStore ingest distinct", configuration: configuration) { benchmark in
+    Benchmark("PageStore ingest distinct", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         let store = PageStore(backing: fixture.backing, budget: PageBudget(limit: UInt64(fixture.backing.pageCount)), seed: 42)
         var placement: PageStore.Placement?
         var runs = RunBuilder()
         var failure: StoreError?
         measurePages(benchmark, pages: fixture.source.count) {
-            do {
+            do throws(StoreError) {
                 try store.ingest(fixture.source.base, pageCount: fixture.source.count,
                                  wantedAhead: UInt64(fixture.source.count), placement: &placement, into: &runs)
             } catch {
@@ -208,21 +208,21 @@ func registerStoreBenchmarks(_ configuration: Benchmark.Configuration) {
         if let failure { benchmark.error("ingest failed: \(failure)") }
         store.finish(&placement)
         precondition(store.counters.pagesUnshared == Int64(fixture.source.count) && runs.runs.count == 1)
-    } setup: {
+    }, setup: {
         box.value = StoreFixture(prefill: false)
-    } teardown: teardown
+    }, teardown: teardown)
 
     // The same 16384 pages again into the store that holds them: copy to scratch, hash, hit in
     // the tree, memcmp with the region page, add an owner. The owners are dropped again outside
     // the measurement, so every iteration starts from one owner per page.
-    Benchmark("PageStore ingest duplicate", configuration: configuration) { benchmark in
+    Benchmark("PageStore ingest duplicate", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         guard let store = fixture.store else { fatalError("no prefilled store") }
         var placement: PageStore.Placement?
         var runs = RunBuilder()
         var failure: StoreError?
         measurePages(benchmark, pages: fixture.source.count) {
-            do {
+            do throws(StoreError) {
                 try store.ingest(fixture.source.base, pageCount: fixture.source.count,
                                  wantedAhead: UInt64(fixture.source.count), placement: &placement, into: &runs)
             } catch {
@@ -234,9 +234,9 @@ func registerStoreBenchmarks(_ configuration: Benchmark.Configuration) {
         precondition(store.counters.pagesSharing == Int64(fixture.source.count) && placement == nil)
         store.release(runs.runs)
         precondition(store.counters.pagesSharing == 0)
-    } setup: {
+    }, setup: {
         box.value = StoreFixture(prefill: true)
-    } teardown: teardown
+    }, teardown: teardown)
 }
 
 // MARK: Baselines
@@ -257,7 +257,7 @@ func registerBaselineBenchmarks(_ configuration: Benchmark.Configuration) {
     let teardown: Benchmark.BenchmarkTeardownHook = { box.value = nil }
 
     // What a distinct page costs at least: its bytes moved once into the region.
-    Benchmark("Baseline memcpy", configuration: configuration) { benchmark in
+    Benchmark("Baseline memcpy", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         let source = fixture.source.base, destination = fixture.destination.base
         let count = fixture.source.count
@@ -266,10 +266,10 @@ func registerBaselineBenchmarks(_ configuration: Benchmark.Configuration) {
                 copyOnePage(to: destination + i * Page.size, from: source + i * Page.size)
             }
         }
-    } setup: setup teardown: teardown
+    }, setup: setup, teardown: teardown)
 
     // What a duplicate page costs at least: its bytes compared once with the region page.
-    Benchmark("Baseline memcmp", configuration: configuration) { benchmark in
+    Benchmark("Baseline memcmp", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         let source = fixture.source.base, destination = fixture.destination.base
         let count = fixture.source.count
@@ -280,10 +280,10 @@ func registerBaselineBenchmarks(_ configuration: Benchmark.Configuration) {
             }
         }
         precondition(equal == count)
-    } setup: setup teardown: teardown
+    }, setup: setup, teardown: teardown)
 
     // The hash every ingested page pays (XXH3-64, libxxhash's dispatching entry point).
-    Benchmark("Baseline XXH3", configuration: configuration) { benchmark in
+    Benchmark("Baseline XXH3", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         let hasher = PageHasher(seed: 42)
         let source = fixture.source.base
@@ -293,7 +293,7 @@ func registerBaselineBenchmarks(_ configuration: Benchmark.Configuration) {
             for i in 0..<count { sum &+= hasher.hash(source + i * Page.size) }
         }
         blackHole(sum)
-    } setup: setup teardown: teardown
+    }, setup: setup, teardown: teardown)
 }
 
 // MARK: Service
@@ -354,16 +354,16 @@ func registerServiceBenchmarks(_ configuration: Benchmark.Configuration) {
     }
 
     // 4096 new pages: every page is stored; deleting the object frees them again.
-    Benchmark("Service put new", configuration: configuration) { benchmark in
+    Benchmark("Service put new", configuration: configuration, closure: { benchmark in
         putAndDelete(benchmark)
-    } setup: {
+    }, setup: {
         box.value = ServiceFixture(keepResident: false)
-    } teardown: teardown
+    }, teardown: teardown)
 
     // 4096 pages that an object already holds: every page is shared.
-    Benchmark("Service put duplicate", configuration: configuration) { benchmark in
+    Benchmark("Service put duplicate", configuration: configuration, closure: { benchmark in
         putAndDelete(benchmark)
-    } setup: {
+    }, setup: {
         box.value = ServiceFixture(keepResident: true)
-    } teardown: teardown
+    }, teardown: teardown)
 }

@@ -20,6 +20,9 @@
 #define SP_F_SEAL_WRITE        0x0008
 #define SP_F_SEAL_FUTURE_WRITE 0x0010
 
+// madvise(2) advice newer than what Swift's Glibc module shows.
+#define SP_MADV_POPULATE_WRITE 23
+
 // io_uring submission flags (macros in liburing, invisible to Swift).
 #define SP_IOSQE_FIXED_FILE    (1U << 0)
 #define SP_IOSQE_IO_LINK       (1U << 2)

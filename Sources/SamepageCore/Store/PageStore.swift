@@ -100,8 +100,15 @@ public final class PageStore {
     public struct Placement: Sendable {
         var next: PageNumber
         var end: PageNumber
+        /// Pages before this one have been prepared (faulted in) by the backing.
+        var preparedEnd: PageNumber
         var isEmpty: Bool { next == end }
     }
+
+    /// Pages prepared at a time ahead of the placement cursor: enough to make the fault-in one
+    /// call per 256 KiB, few enough that a submission that turns out to be all duplicates leaves
+    /// little prepared-but-unused memory behind.
+    static let prepareAhead: UInt32 = 64
 
     /// Gives back the pages a placement reserved but did not fill.
     public func finish(_ placement: inout Placement?) {
@@ -183,7 +190,7 @@ public final class PageStore {
                 budget.give(1)
                 throw .regionFull
             }
-            placement = Placement(next: extent.start, end: extent.start + extent.count)
+            placement = Placement(next: extent.start, end: extent.start + extent.count, preparedEnd: extent.start)
             let needed = Int(extent.start + extent.count)
             if owners.count < needed {
                 let grown = max(needed, min(Int(backing.pageCount), owners.count * 2))
@@ -192,6 +199,11 @@ public final class PageStore {
             }
         }
         let page = placement!.next
+        if page >= placement!.preparedEnd {
+            let count = min(Self.prepareAhead, placement!.end - page)
+            backing.prepare(.init(start: page, count: count))
+            placement!.preparedEnd = page + count
+        }
         placement!.next += 1
         return page
     }
