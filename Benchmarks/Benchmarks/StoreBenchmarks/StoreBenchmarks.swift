@@ -8,8 +8,10 @@ import SamepageCore
 // Page benchmarks move `pagesPerIteration` pages (64 MiB, twice the 32 MiB L3 of the reference
 // machine) per iteration, so that the figures are memory-bound as in the server, and the
 // memcpy / memcmp / XXH3 baselines move the same pages the same way (one libc call per page),
-// so ratios can be read from one run. `Pages/s` and `MB/s` (10^6 bytes per second) are measured
-// around the measured region of each iteration; `throughput` counts iterations per second.
+// so ratios can be read from one run. `Pages/s` and `MB/s` (10^6 bytes per second) are custom
+// metrics measured around the measured region of each iteration; `throughput` counts iterations
+// (of 16384 pages) per second. scalingFactor cannot make it count pages: it only takes powers of
+// 1000, and 1000 pages (4 MB) would sit in L3 and measure the cache instead of memory.
 
 /// Pages each page benchmark moves per iteration.
 let pagesPerIteration = 16_384
@@ -46,8 +48,10 @@ func measurePages(_ benchmark: Benchmark, pages: Int, _ body: () -> Void) {
 }
 
 let benchmarks: @Sendable () -> Void = {
-    // Two shared cores: 5% (the package default) is inside the noise; 10% at the median is not.
-    let timing = BenchmarkThresholds(relative: [.p50: 10.0, .p75: 15.0])
+    // Tolerances for `baseline check` (p50, p75, p90) and `thresholds check` (p90 only). On two
+    // shared cores the package default (5% at p25-p75) is inside the run-to-run noise; these are
+    // not, on a quiet machine. Malloc counts are exact: any new allocation fails the check.
+    let timing = BenchmarkThresholds(relative: [.p50: 15.0, .p75: 20.0, .p90: 25.0])
     let allocations = BenchmarkThresholds(absolute: [.p50: 0, .p90: 0])
 
     let pageMetrics: [BenchmarkMetric] = [.wallClock, .throughput, Rate.pagesPerSecond, Rate.megabytesPerSecond, .mallocCountTotal]
@@ -60,13 +64,14 @@ let benchmarks: @Sendable () -> Void = {
         maxIterations: 60,
         thresholds: [.wallClock: timing, .throughput: timing, Rate.pagesPerSecond: timing,
                      Rate.megabytesPerSecond: timing, .mallocCountTotal: allocations])
+    // Tree figures are per operation (scalingFactor .mega), so a malloc count would read as 0.
     let treeConfiguration = Benchmark.Configuration(
-        metrics: [.wallClock, .throughput, .mallocCountTotal],
+        metrics: [.wallClock, .throughput],
         warmupIterations: 1,
         scalingFactor: .mega,
         maxDuration: .seconds(3),
         maxIterations: 40,
-        thresholds: [.wallClock: timing, .throughput: timing, .mallocCountTotal: allocations])
+        thresholds: [.wallClock: timing, .throughput: timing])
 
     registerTreeBenchmarks(treeConfiguration)
     registerStoreBenchmarks(pageConfiguration)
@@ -115,7 +120,7 @@ func registerTreeBenchmarks(_ configuration: Benchmark.Configuration) {
     let teardown: Benchmark.BenchmarkTeardownHook = { box.value = nil }
 
     // A fresh tree (1024 slots) grown to 10^6 entries: growth is part of the cost, as in a store.
-    Benchmark("StableTree insert", configuration: configuration, closure: { benchmark in
+    Benchmark("StableTree.insert", configuration: configuration, closure: { benchmark in
         let tags = box.fixture.tags
         benchmark.startMeasurement()
         var tree = StableTree()
@@ -125,7 +130,7 @@ func registerTreeBenchmarks(_ configuration: Benchmark.Configuration) {
     }, setup: setup, teardown: teardown)
 
     // Each lookup stops at the first candidate, as a share does.
-    Benchmark("StableTree lookup present", configuration: configuration, closure: { benchmark in
+    Benchmark("StableTree.lookupPresent", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         let probes = fixture.present
         var found = 0
@@ -141,7 +146,7 @@ func registerTreeBenchmarks(_ configuration: Benchmark.Configuration) {
     }, setup: setup, teardown: teardown)
 
     // Each lookup walks its probe run to the first empty slot: the cost of every new page.
-    Benchmark("StableTree lookup absent", configuration: configuration, closure: { benchmark in
+    Benchmark("StableTree.lookupAbsent", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         let probes = fixture.absent
         var found = 0
@@ -191,7 +196,7 @@ func registerStoreBenchmarks(_ configuration: Benchmark.Configuration) {
     // 16384 distinct pages into a fresh store each iteration: copy to scratch, hash, miss in the
     // tree, copy into a fresh region page, file it. The region memory is reused (already faulted),
     // the store (tree, allocator, owner arrays) is new.
-    Benchmark("PageStore ingest distinct", configuration: configuration, closure: { benchmark in
+    Benchmark("PageStore.ingestDistinct", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         let store = PageStore(backing: fixture.backing, budget: PageBudget(limit: UInt64(fixture.backing.pageCount)), seed: 42)
         var placement: PageStore.Placement?
@@ -215,7 +220,7 @@ func registerStoreBenchmarks(_ configuration: Benchmark.Configuration) {
     // The same 16384 pages again into the store that holds them: copy to scratch, hash, hit in
     // the tree, memcmp with the region page, add an owner. The owners are dropped again outside
     // the measurement, so every iteration starts from one owner per page.
-    Benchmark("PageStore ingest duplicate", configuration: configuration, closure: { benchmark in
+    Benchmark("PageStore.ingestDuplicate", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         guard let store = fixture.store else { fatalError("no prefilled store") }
         var placement: PageStore.Placement?
@@ -257,7 +262,7 @@ func registerBaselineBenchmarks(_ configuration: Benchmark.Configuration) {
     let teardown: Benchmark.BenchmarkTeardownHook = { box.value = nil }
 
     // What a distinct page costs at least: its bytes moved once into the region.
-    Benchmark("Baseline memcpy", configuration: configuration, closure: { benchmark in
+    Benchmark("Baseline.memcpy", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         let source = fixture.source.base, destination = fixture.destination.base
         let count = fixture.source.count
@@ -269,7 +274,7 @@ func registerBaselineBenchmarks(_ configuration: Benchmark.Configuration) {
     }, setup: setup, teardown: teardown)
 
     // What a duplicate page costs at least: its bytes compared once with the region page.
-    Benchmark("Baseline memcmp", configuration: configuration, closure: { benchmark in
+    Benchmark("Baseline.memcmp", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         let source = fixture.source.base, destination = fixture.destination.base
         let count = fixture.source.count
@@ -283,7 +288,7 @@ func registerBaselineBenchmarks(_ configuration: Benchmark.Configuration) {
     }, setup: setup, teardown: teardown)
 
     // The hash every ingested page pays (XXH3-64, libxxhash's dispatching entry point).
-    Benchmark("Baseline XXH3", configuration: configuration, closure: { benchmark in
+    Benchmark("Baseline.xxh3", configuration: configuration, closure: { benchmark in
         let fixture = box.fixture
         let hasher = PageHasher(seed: 42)
         let source = fixture.source.base
@@ -354,14 +359,14 @@ func registerServiceBenchmarks(_ configuration: Benchmark.Configuration) {
     }
 
     // 4096 new pages: every page is stored; deleting the object frees them again.
-    Benchmark("Service put new", configuration: configuration, closure: { benchmark in
+    Benchmark("Service.putNew", configuration: configuration, closure: { benchmark in
         putAndDelete(benchmark)
     }, setup: {
         box.value = ServiceFixture(keepResident: false)
     }, teardown: teardown)
 
     // 4096 pages that an object already holds: every page is shared.
-    Benchmark("Service put duplicate", configuration: configuration, closure: { benchmark in
+    Benchmark("Service.putDuplicate", configuration: configuration, closure: { benchmark in
         putAndDelete(benchmark)
     }, setup: {
         box.value = ServiceFixture(keepResident: true)
