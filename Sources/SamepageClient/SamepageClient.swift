@@ -30,6 +30,10 @@ public final class SamepageClient: @unchecked Sendable {
     private var nextUpload: UInt32 = 1
     /// Live mappings by base address: the server handle and the mapped length.
     private var mappings: [UInt: (handle: UInt32, length: Int)] = [:]
+    /// Mergeable memory: created on first use (see SamepageClient+Merging.swift).
+    var engine: MergeEngine?
+    let engineCreation = Lock()
+    var regionViewMapping: MemoryMapping?
 
     /// Staging memory: pages travel through it to the server. Two halves let the client fill
     /// one while the server stores the other.
@@ -62,8 +66,53 @@ public final class SamepageClient: @unchecked Sendable {
     }
 
     deinit {
+        engine?.stopScanner()
         for (address, mapping) in mappings {
             Syscall.munmap(UnsafeMutableRawPointer(bitPattern: address)!, mapping.length)
+        }
+    }
+
+    // MARK: For the merge engine
+
+    var stagingBase: UnsafeMutableRawPointer { staging.base }
+    var stagingPages: Int { staging.length / Page.size }
+    var regionDescriptor: Int32 { region.rawValue }
+
+    /// Sends candidates already copied to the start of staging; the caller holds the engine lock.
+    func mergeScan(round: UInt32, flags: MergeFlags, keys: [UInt64]) throws(SamepageError) -> ([MergeOutcome], [MergeHint]) {
+        try lock.withLock { () throws(SamepageError) in
+            let reply = try connection.call(.mergeScan(round: round, flags: flags, stagingPage: 0, keys: keys))
+            guard case .mergeResults(let outcomes, let hints) = reply else { throw ClientConnection.unexpected(reply, "mergeResults") }
+            return (outcomes, hints)
+        }
+    }
+
+    func releaseMerged(_ pages: [PageNumber]) throws(SamepageError) {
+        guard !pages.isEmpty else { return }
+        try lock.withLock { () throws(SamepageError) in
+            var index = 0
+            while index < pages.count {
+                let end = min(pages.count, index + 8192)
+                _ = try connection.call(.mergeRelease(pages: Array(pages[index..<end])))
+                index = end
+            }
+        }
+    }
+
+    func send(_ report: ScanReport) throws(SamepageError) {
+        try lock.withLock { () throws(SamepageError) in _ = try connection.call(.scanReport(report)) }
+    }
+
+    /// A read-only view of the whole region, for comparing pages before merging them.
+    func makeRegionView() throws(SamepageError) -> UnsafeRawPointer {
+        try lock.withLock { () throws(SamepageError) in
+            if let base = regionViewMapping?.base { return UnsafeRawPointer(base) }
+            let view = try systemCall("cannot map the region") { () throws(Errno) in
+                try MemoryMapping(fd: region.rawValue, length: Int(regionBytes), writable: false, shared: true, noReserve: true)
+            }
+            let base = view.base
+            regionViewMapping = consume view
+            return UnsafeRawPointer(base)
         }
     }
 

@@ -78,6 +78,19 @@ public enum Syscall {
         _ = try valueOrErrno { Glibc.madvise(address, length, advice) }
     }
 
+    public static func mprotect(_ address: UnsafeMutableRawPointer, _ length: Int, _ prot: Int32) throws(Errno) {
+        _ = try valueOrErrno { Glibc.mprotect(address, length, prot) }
+    }
+
+    public static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, offset: UInt64) throws(Errno) -> Int {
+        try valueOrErrno { Glibc.pread(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
+    }
+
+    /// Copies our own memory, stopping at the first unreadable page (no fault): bytes copied.
+    public static func readOwnMemory(into destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, count: Int) throws(Errno) -> Int {
+        try valueOrErrno { sp_read_own_memory(destination, source, count) }
+    }
+
     public static func socket(_ domain: Int32, _ type: Int32) throws(Errno) -> Int32 {
         try valueOrErrno { Glibc.socket(domain, type | Int32(SOCK_CLOEXEC.rawValue), 0) }
     }

@@ -4,6 +4,12 @@
 //   samepage-probe hold SOCKET ID        map ID read-only, print "ready", wait for stdin to close
 //   samepage-probe cow SOCKET ID         map ID copy-on-write, overwrite it, check that the store
 //                                        and a second mapping still hold the original bytes
+//   samepage-probe merge SOCKET PAGES DISTINCT SEED SCANS [PARAM=VALUE...]
+//                                        fill PAGES pages with DISTINCT different page contents
+//                                        (page i holds content i % DISTINCT, from SEED), mark them
+//                                        mergeable, run SCANS full scans, print the process's
+//                                        figures, wait for a line on stdin ("scan N", "check",
+//                                        "unmerge", "write I"), report, and exit at end of input
 import Glibc
 import SamepageClient
 import SamepageCore
@@ -20,8 +26,12 @@ func say(_ line: String) {
 }
 
 let arguments = CommandLine.arguments
+if arguments.count >= 2 && arguments[1] == "merge" {
+    runMergeProbe(Array(arguments.dropFirst(2)))
+    exit(0)
+}
 guard arguments.count == 4, let id = ObjectID(arguments[3]) else {
-    die("usage: samepage-probe hold|cow SOCKET ID")
+    die("usage: samepage-probe hold|cow SOCKET ID | merge SOCKET PAGES DISTINCT SEED SCANS [PARAM=VALUE...]")
 }
 do {
     let client = try SamepageClient(socketPath: arguments[2], name: "samepage-probe")
@@ -51,4 +61,76 @@ do {
     }
 } catch {
     die("\(error)")
+}
+
+/// Deterministic page content number `n` of a seed (SplitMix64 words).
+func fillPage(_ page: UnsafeMutableRawPointer, content n: UInt64, seed: UInt64) {
+    var state = seed &* 0x9E37_79B9_7F4A_7C15 &+ n &* 0xD1B5_4A32_D192_ED03
+    let words = page.bindMemory(to: UInt64.self, capacity: 512)
+    for i in 0..<512 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        words[i] = z ^ (z >> 27)
+    }
+}
+
+func runMergeProbe(_ args: [String]) {
+    guard args.count >= 5, let pages = Int(args[1]), let distinct = UInt64(args[2]), let seed = UInt64(args[3]),
+          let scans = Int(args[4]) else { die("usage: samepage-probe merge SOCKET PAGES DISTINCT SEED SCANS [PARAM=VALUE...]") }
+    do {
+        let client = try SamepageClient(socketPath: args[0], name: "samepage-probe-merge")
+        try client.setMergeParameter("run", 0)
+        for assignment in args.dropFirst(5) {
+            let parts = assignment.split(separator: "=")
+            guard parts.count == 2, let value = UInt64(parts[1]) else { die("bad parameter \(assignment)") }
+            try client.setMergeParameter(String(parts[0]), value)
+        }
+        let memory = try client.allocate(pages * 4096)
+        func expected(_ i: Int) -> UInt64 { distinct == 0 ? UInt64(i) : UInt64(i) % distinct }
+        for i in 0..<pages {
+            if distinct == 0 && seed == 0 { continue }  // all zero pages
+            fillPage(memory + i * 4096, content: expected(i), seed: seed)
+        }
+        var written: [Int: UInt8] = [:]
+        func check() -> Bool {
+            let scratch = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+            defer { scratch.deallocate() }
+            for i in 0..<pages {
+                if distinct == 0 && seed == 0 { memset(scratch, 0, 4096) } else { fillPage(scratch, content: expected(i), seed: seed) }
+                if let byte = written[i] { scratch.storeBytes(of: byte, toByteOffset: 100, as: UInt8.self) }
+                if memcmp(scratch, memory + i * 4096, 4096) != 0 { return false }
+            }
+            return true
+        }
+        try client.advise(memory, length: pages * 4096, .mergeable)
+        try client.scan(fullScans: scans)
+        func report() {
+            let s = client.processStatistics()
+            say("stats rmap_items=\(s.rmapItems) merging_pages=\(s.mergingPages) zero_pages=\(s.zeroPages) full_scans=\(s.fullScans) volatile=\(s.pagesVolatile) mappings=\(s.mappings) budget=\(s.mappingBudget) profit=\(s.processProfit) merge_any=\(s.mergeAny ? 1 : 0)")
+        }
+        report()
+        while let line = readLine() {
+            let words = line.split(separator: " ")
+            switch words.first {
+            case "scan":
+                try client.scan(fullScans: Int(words[1]) ?? 1)
+                report()
+            case "check":
+                say(check() ? "ok" : "corrupt")
+            case "write":
+                let i = Int(words[1])!
+                (memory + i * 4096 + 100).storeBytes(of: 0x5A, as: UInt8.self)
+                written[i] = 0x5A
+                say("ok")
+            case "unmerge":
+                try client.advise(memory, length: pages * 4096, .unmergeable)
+                report()
+            default:
+                say("unknown command")
+            }
+        }
+    } catch {
+        die("\(error)")
+    }
 }

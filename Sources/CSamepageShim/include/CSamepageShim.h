@@ -82,3 +82,37 @@ int sp_ring_submit_and_wait(sp_ring *ring, unsigned wait_for);
 /// 1 and the completion's fields when one is ready, 0 otherwise.
 int sp_ring_pop(sp_ring *ring, uint64_t *user_data, int32_t *result, uint32_t *flags);
 #endif
+
+#ifndef CSAMEPAGE_SHIM_GUARD
+#define CSAMEPAGE_SHIM_GUARD
+// The merge guard. To merge a run of a process's own pages in place, the scanner write-protects
+// the run, confirms its bytes, and maps the region over it. A thread that writes into the run
+// meanwhile takes SIGSEGV; the handler waits until the scanner is done and returns, so the write
+// is retried on whatever is there then: the merged copy-on-write mapping (the write lands in a
+// private copy) or the original page. No write is lost, no thread crashes. Faults anywhere else
+// go to the handler that was installed before (or the default action).
+
+/// Installs the SIGSEGV handler once per process; returns 0 or -errno.
+int sp_guard_install(void);
+/// Starts guarding [start, start + length). One range at a time (one scanner per process).
+void sp_guard_begin(const void *start, size_t length);
+/// Ends the guard; writers waiting in the handler retry.
+void sp_guard_end(void);
+/// Faults the handler absorbed (writes that raced a merge), for tests and statistics.
+uint64_t sp_guard_absorbed(void);
+#endif
+
+#ifndef CSAMEPAGE_SHIM_VM
+#define CSAMEPAGE_SHIM_VM
+/// process_vm_readv(2) on the calling process: copies `length` bytes at `source` to
+/// `destination`, stopping at the first unreadable page instead of faulting. Returns the bytes
+/// copied or -1 with errno.
+ssize_t sp_read_own_memory(void *destination, const void *source, size_t length);
+#endif
+
+#ifndef CSAMEPAGE_SHIM_TOUCH
+#define CSAMEPAGE_SHIM_TOUCH
+/// Reads and writes back one byte through a volatile pointer: forces a write fault (breaks
+/// copy-on-write) without changing the byte.
+int sp_touch_write(unsigned char *p);
+#endif

@@ -9,6 +9,9 @@ public enum Reply: Equatable, Sendable {
     case mapped(handle: UInt32, length: UInt64, runCount: UInt32)
     case runs([PageRun], more: Bool)
     case statistics([Statistic])
+    /// Answers `mergeScan`: one outcome per candidate, and merges the server asks of pages this
+    /// client submitted earlier (the other half of a pair found in the unstable tree).
+    case mergeResults([MergeOutcome], hints: [MergeHint])
     case failure(ErrorCode, String)
 
     /// Runs that fit in one reply frame.
@@ -23,6 +26,7 @@ public enum Reply: Equatable, Sendable {
         case .mapped: .mapped
         case .runs: .runs
         case .statistics: .statistics
+        case .mergeResults: .mergeResults
         case .failure: .failure
         }
     }
@@ -54,6 +58,14 @@ public enum Reply: Equatable, Sendable {
             for stat in stats {
                 w.write(stat.name)
                 w.write(stat.value)
+            }
+        case .mergeResults(let outcomes, let hints):
+            w.write(UInt32(outcomes.count))
+            for outcome in outcomes { w.write(outcome.rawValue) }
+            w.write(UInt32(hints.count))
+            for hint in hints {
+                w.write(hint.key)
+                w.write(hint.page)
             }
         case .failure(let code, let message):
             w.write(code.rawValue)
@@ -88,6 +100,17 @@ public enum Reply: Equatable, Sendable {
             var stats: [Statistic] = []
             for _ in 0..<count { stats.append(Statistic(name: try r.readString(), value: try r.read())) }
             reply = .statistics(stats)
+        case .mergeResults:
+            let count: UInt32 = try r.read()
+            guard Int(count) <= r.remaining / 4 else { throw .truncated }
+            var outcomes: [MergeOutcome] = []
+            outcomes.reserveCapacity(Int(count))
+            for _ in 0..<count { outcomes.append(MergeOutcome(rawValue: try r.read())) }
+            let hintCount: UInt32 = try r.read()
+            guard Int(hintCount) <= r.remaining / 12 else { throw .truncated }
+            var hints: [MergeHint] = []
+            for _ in 0..<hintCount { hints.append(MergeHint(key: try r.read(), page: try r.read())) }
+            reply = .mergeResults(outcomes, hints: hints)
         case .failure:
             let raw: UInt16 = try r.read()
             reply = .failure(ErrorCode(rawValue: raw) ?? .internalError, try r.readString())
@@ -121,4 +144,38 @@ public enum ErrorCode: UInt16, Sendable, Equatable {
     case notPermitted = 7
     case badStaging = 8
     case internalError = 99
+}
+
+/// What became of one merge candidate.
+public struct MergeOutcome: Equatable, Sendable, CustomStringConvertible {
+    public var rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// Map region page `page` over the candidate (the server holds a reference for this client).
+    public static func merge(_ page: PageNumber) -> MergeOutcome { MergeOutcome(rawValue: page) }
+    /// The page is all zeros: give it back to the kernel (MADV_DONTNEED), no region page needed.
+    public static let zero = MergeOutcome(rawValue: .max)
+    /// Nothing equal yet: the candidate waits in the unstable tree.
+    public static let unstable = MergeOutcome(rawValue: .max - 1)
+
+    public var page: PageNumber? { rawValue < .max - 1 ? rawValue : nil }
+
+    public var description: String {
+        switch self {
+        case .zero: "zero"
+        case .unstable: "unstable"
+        default: "merge(\(rawValue))"
+        }
+    }
+}
+
+/// A merge the server asks of a page the client submitted in an earlier request: its pair has
+/// been stored as region page `page` (the server holds a reference for this client).
+public struct MergeHint: Equatable, Sendable {
+    public var key: UInt64
+    public var page: PageNumber
+    public init(key: UInt64, page: PageNumber) {
+        self.key = key
+        self.page = page
+    }
 }

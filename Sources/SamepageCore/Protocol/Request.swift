@@ -22,6 +22,16 @@ public enum Request: Equatable, Sendable {
     case unmap(handle: UInt32)
     case delete(ObjectID)
     case stats
+    /// Mergeable memory: `keys.count` candidate pages of the client's own memory (pages whose
+    /// checksum did not change since the last scan), copied to consecutive staging pages from
+    /// `stagingPage`. `keys` are the client's names for them (their addresses). `round` is the
+    /// client's full-scan number: entries it left in the unstable tree in earlier rounds expire.
+    case mergeScan(round: UInt32, flags: MergeFlags, stagingPage: UInt32, keys: [UInt64])
+    /// Drops one reference this connection holds on each region page (an unmerge, a broken COW,
+    /// a merge the client could not complete).
+    case mergeRelease(pages: [PageNumber])
+    /// The client's scanner statistics, for the domain-wide figures.
+    case scanReport(ScanReport)
 
     public var kind: MessageKind {
         switch self {
@@ -35,6 +45,9 @@ public enum Request: Equatable, Sendable {
         case .unmap: .unmap
         case .delete: .delete
         case .stats: .stats
+        case .mergeScan: .mergeScan
+        case .mergeRelease: .mergeRelease
+        case .scanReport: .scanReport
         }
     }
 
@@ -59,6 +72,17 @@ public enum Request: Equatable, Sendable {
             w.write(id)
         case .unmap(let handle):
             w.write(handle)
+        case .mergeScan(let round, let flags, let stagingPage, let keys):
+            w.write(round)
+            w.write(flags.rawValue)
+            w.write(stagingPage)
+            w.write(UInt32(keys.count))
+            for key in keys { w.write(key) }
+        case .mergeRelease(let pages):
+            w.write(UInt32(pages.count))
+            for page in pages { w.write(page) }
+        case .scanReport(let report):
+            report.encode(into: &w)
         }
         return FrameEncoder.encode(kind: kind.rawValue, requestID: requestID, payload: w.bytes)
     }
@@ -81,6 +105,24 @@ public enum Request: Equatable, Sendable {
         case .map: request = .map(try r.readObjectID())
         case .unmap: request = .unmap(handle: try r.read())
         case .delete: request = .delete(try r.readObjectID())
+        case .mergeScan:
+            let round: UInt32 = try r.read()
+            let flags = MergeFlags(rawValue: try r.read())
+            let stagingPage: UInt32 = try r.read()
+            let count: UInt32 = try r.read()
+            guard Int(count) <= r.remaining / 8 else { throw .truncated }
+            var keys: [UInt64] = []
+            keys.reserveCapacity(Int(count))
+            for _ in 0..<count { keys.append(try r.read()) }
+            request = .mergeScan(round: round, flags: flags, stagingPage: stagingPage, keys: keys)
+        case .mergeRelease:
+            let count: UInt32 = try r.read()
+            guard Int(count) <= r.remaining / 4 else { throw .truncated }
+            var pages: [PageNumber] = []
+            pages.reserveCapacity(Int(count))
+            for _ in 0..<count { pages.append(try r.read()) }
+            request = .mergeRelease(pages: pages)
+        case .scanReport: request = .scanReport(try ScanReport(from: &r))
         default: throw .unknownKind(frame.header.kind)
         }
         try r.expectEnd()
@@ -100,6 +142,9 @@ public enum MessageKind: UInt16, Sendable {
     case unmap = 8
     case delete = 9
     case stats = 10
+    case mergeScan = 11
+    case mergeRelease = 12
+    case scanReport = 13
 
     case welcome = 0x8001
     case pong = 0x8002
@@ -108,7 +153,49 @@ public enum MessageKind: UInt16, Sendable {
     case mapped = 0x8005
     case runs = 0x8006
     case statistics = 0x8007
+    case mergeResults = 0x8008
     case failure = 0x80FF
 
     public var isReply: Bool { rawValue & 0x8000 != 0 }
+}
+
+/// A client scanner's statistics (KSM's per-process and scanner counters), reported to the server
+/// so that `samepage stats` can show the domain-wide figures.
+public struct ScanReport: Equatable, Sendable {
+    /// Cumulative counters.
+    public var pagesScanned: UInt64 = 0
+    public var fullScans: UInt64 = 0
+    public var pagesSkipped: UInt64 = 0
+    /// Current values.
+    public var pagesVolatile: UInt64 = 0
+    public var zeroPages: UInt64 = 0
+    public var mergingPages: UInt64 = 0
+    public var rmapItems: UInt64 = 0
+
+    public init() {}
+
+    func encode(into w: inout WireWriter) {
+        for value in [pagesScanned, fullScans, pagesSkipped, pagesVolatile, zeroPages, mergingPages, rmapItems] {
+            w.write(value)
+        }
+    }
+
+    init(from r: inout WireReader) throws(ProtocolError) {
+        pagesScanned = try r.read()
+        fullScans = try r.read()
+        pagesSkipped = try r.read()
+        pagesVolatile = try r.read()
+        zeroPages = try r.read()
+        mergingPages = try r.read()
+        rmapItems = try r.read()
+    }
+}
+
+/// Options of a scan request.
+public struct MergeFlags: OptionSet, Sendable, Equatable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// KSM's use_zero_pages: all-zero candidates are answered `.zero` (the client discards them
+    /// and reads the kernel's zero page) instead of merging with a stored page of zeros.
+    public static let useZeroPages = MergeFlags(rawValue: 1)
 }

@@ -7,6 +7,15 @@ public final class Domain {
     public internal(set) var clients = 0
 
     var objects: [UInt64: StoredObject] = [:]
+    /// Connected sessions by id (merge hints are delivered to them).
+    var sessions: [UInt64: Session] = [:]
+    var unstable = UnstableTree()
+    /// Full scans of the whole domain: one is complete when every scanning client has completed
+    /// a full scan of its own since the last one (as KSM counts a pass over all mergeable areas).
+    public private(set) var fullScans: UInt64 = 0
+    private var scannedThisRound: Set<UInt64> = []
+    /// Cumulative scanner counters of clients that have gone away.
+    private var departed = ScanReport()
     var keyByID: [ObjectID: UInt64] = [:]
     private var nextKey: UInt64 = 1
     /// Run entries held by all objects, for `general_profit`.
@@ -16,6 +25,46 @@ public final class Domain {
         self.name = name
         self.store = store
     }
+
+    /// Takes a client's scanner report into the domain's figures.
+    func record(_ report: ScanReport, from session: Session) {
+        let previous = session.scanReport
+        session.scanReport = report
+        if report.fullScans > (previous?.fullScans ?? 0) { scannedThisRound.insert(session.id) }
+        let scanning = sessions.values.filter { $0.scanReport != nil }.map(\.id)
+        if !scanning.isEmpty && scanning.allSatisfy(scannedThisRound.contains) {
+            fullScans += 1
+            scannedThisRound.removeAll()
+        }
+    }
+
+    func forget(_ session: Session) {
+        sessions[session.id] = nil
+        scannedThisRound.remove(session.id)
+        if let report = session.scanReport {
+            departed.pagesScanned += report.pagesScanned
+            departed.pagesSkipped += report.pagesSkipped
+        }
+    }
+
+    /// The scanner figures of the domain: cumulative counters include departed clients, current
+    /// values only connected ones.
+    public var scanTotals: ScanReport {
+        var total = departed
+        total.fullScans = fullScans
+        for report in sessions.values.compactMap(\.scanReport) {
+            total.pagesScanned += report.pagesScanned
+            total.pagesSkipped += report.pagesSkipped
+            total.pagesVolatile += report.pagesVolatile
+            total.zeroPages += report.zeroPages
+            total.mergingPages += report.mergingPages
+            total.rmapItems += report.rmapItems
+        }
+        return total
+    }
+
+    /// Candidates waiting in the unstable tree.
+    public var unstableCount: Int { unstable.count }
 
     /// Objects that can be looked up by id (deleted-but-mapped ones are not counted).
     public var objectCount: Int { keyByID.count }

@@ -8,6 +8,7 @@ public final class Service {
     private var domains: [String: Domain] = [:]
     private let makeBacking: (String) throws -> any RegionBacking
     private var seeds = SystemRandomNumberGenerator()
+    private var nextSessionID: UInt64 = 1
 
     /// `makeBacking` creates the region of a new domain (a memfd in the server).
     public init(regionBytes: UInt64, maxPageSharing: UInt32 = 256,
@@ -35,7 +36,10 @@ public final class Service {
             domains[name] = domain
         }
         domain.clients += 1
-        return Session(domain: domain, peer: peer)
+        let session = Session(id: nextSessionID, domain: domain, peer: peer)
+        nextSessionID += 1
+        domain.sessions[session.id] = session
+        return session
     }
 
     /// Releases everything a connection held: unfinished uploads and mappings.
@@ -48,6 +52,7 @@ public final class Service {
         session.uploads.removeAll()
         for (_, key) in session.mappings { unpin(key, in: domain) }
         session.mappings.removeAll()
+        closeMerging(session)
         domain.clients -= 1
     }
 
@@ -69,6 +74,12 @@ public final class Service {
             return [.pong]
         case .stats:
             return [.statistics(statistics(of: domain))]
+        case .mergeScan(let round, let flags, let stagingPage, let keys):
+            return try mergeScan(round: round, flags: flags, stagingPage: stagingPage, keys: keys, session: session)
+        case .mergeRelease(let pages):
+            return try mergeRelease(pages, session: session)
+        case .scanReport(let report):
+            return scanReport(report, session: session)
         case .putBegin(let handle, let length):
             guard session.uploads[handle] == nil else { throw RequestFailure(.badRequest, "upload \(handle) already open") }
             guard session.uploads.count < limits.maxUploads else {
@@ -104,8 +115,11 @@ public final class Service {
             guard session.mappings.count < limits.maxMappings else {
                 throw RequestFailure(.limitExceeded, "more than \(limits.maxMappings) mappings")
             }
-            let handle = session.nextHandle
-            session.nextHandle &+= 1
+            // The counter wraps after 2^32 maps; skip handles still in use (at most maxMappings),
+            // or the new mapping would replace an old one and that one's pin would never go.
+            var handle = session.nextHandle
+            while session.mappings[handle] != nil { handle &+= 1 }
+            session.nextHandle = handle &+ 1
             session.mappings[handle] = key
             domain.objects[key]!.pins += 1
             let object = domain.objects[key]!
@@ -147,7 +161,6 @@ public final class Service {
         let tail = Int(upload.length % UInt64(Page.size))
         let source = staging.baseAddress! + Int(stagingPage) * Page.size
         let store = session.domain.store
-        defer { session.uploads[handle] = upload }
         do {
             try store.ingest(source, pageCount: Int(count),
                              validBytesInLastPage: isLast && tail != 0 ? tail : Page.size,
@@ -162,6 +175,8 @@ public final class Service {
             session.uploads[handle] = nil
             throw RequestFailure(.regionFull, "region full: \(budget.used) of \(budget.limit) pages in use")
         }
+        // Not a `defer`: on failure the upload is dropped, and a deferred write would put it back.
+        session.uploads[handle] = upload
     }
 
     private func unpin(_ key: UInt64, in domain: Domain) {
@@ -172,16 +187,23 @@ public final class Service {
     /// The statistics of one domain, with KSM's names (docs/statistics.md).
     public func statistics(of domain: Domain) -> [Statistic] {
         let c = domain.store.counters
-        let saved = (c.pagesSharing + c.zeroPages) * Int64(Page.size)
+        let scan = domain.scanTotals
+        let zeroPages = c.zeroPages + Int64(scan.zeroPages)
+        let saved = (c.pagesSharing + zeroPages) * Int64(Page.size)
+        // KSM subtracts its rmap items; a client keeps 16 bytes of scan state per page.
+        let metadata = domain.metadataBytes + Int64(scan.rmapItems) * 16
         return [
             Statistic(name: "pages_shared", value: c.pagesShared),
             Statistic(name: "pages_sharing", value: c.pagesSharing),
-            Statistic(name: "pages_unshared", value: c.pagesUnshared),
-            Statistic(name: "pages_volatile", value: 0),
+            Statistic(name: "pages_unshared", value: c.pagesUnshared + Int64(domain.unstableCount)),
+            Statistic(name: "pages_volatile", value: Int64(scan.pagesVolatile)),
+            Statistic(name: "pages_scanned", value: Int64(scan.pagesScanned)),
+            Statistic(name: "pages_skipped", value: Int64(scan.pagesSkipped)),
+            Statistic(name: "full_scans", value: Int64(scan.fullScans)),
             Statistic(name: "stable_node_chains", value: c.stableNodeChains),
             Statistic(name: "stable_node_dups", value: c.stableNodeDups),
-            Statistic(name: "ksm_zero_pages", value: c.zeroPages),
-            Statistic(name: "general_profit", value: saved - domain.metadataBytes),
+            Statistic(name: "ksm_zero_pages", value: zeroPages),
+            Statistic(name: "general_profit", value: saved - metadata),
             Statistic(name: "region_bytes_used", value: domain.store.pagesInUse * Int64(Page.size)),
             Statistic(name: "objects", value: Int64(domain.objectCount)),
             Statistic(name: "clients", value: Int64(domain.clients)),

@@ -1,6 +1,7 @@
 /// What the server knows about one connection. Handles (uploads, mappings) are numbers that mean
 /// something only on this connection: another connection using them gets `unknownHandle`.
 public final class Session {
+    public let id: UInt64
     public let domain: Domain
     public let peer: PeerIdentity
     /// The client's staging memory, mapped read-only by the server once it has been validated.
@@ -10,13 +11,26 @@ public final class Session {
     var mappings: [UInt32: UInt64] = [:]
     var nextHandle: UInt32 = 1
 
-    init(domain: Domain, peer: PeerIdentity) {
+    // Mergeable memory.
+    /// References this connection holds on region pages for merged memory, by page.
+    var merged: [PageNumber: UInt32] = [:]
+    /// Merges asked of this client's pages by other clients' scans, delivered with its next scan.
+    var pendingHints: [MergeHint] = []
+    var scanRound: UInt32 = 0
+    /// Hashes under which this client has unstable-tree entries.
+    var unstableHashes: Set<UInt64> = []
+    var scanReport: ScanReport?
+
+    init(id: UInt64, domain: Domain, peer: PeerIdentity) {
+        self.id = id
         self.domain = domain
         self.peer = peer
     }
 
     public var mappingCount: Int { mappings.count }
     public var uploadCount: Int { uploads.count }
+    /// Region-page references held for merged memory.
+    public var mergedReferences: Int { merged.values.reduce(0) { $0 + Int($1) } }
 }
 
 /// The credentials of a connected process (SO_PEERCRED).

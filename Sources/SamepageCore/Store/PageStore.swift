@@ -150,6 +150,14 @@ public final class PageStore {
             counters.zeroPages += 1
             return nil
         }
+        let lookup = share(content, hash: hash)
+        if let page = lookup.page { return page }
+        return try insert(content, hash: hash, copies: lookup.copies, placement: &placement, wantedAhead: wantedAhead)
+    }
+
+    /// Finds a stored page equal to `content` (by memcmp) that can take another owner, and gives
+    /// it one. Otherwise returns how many full copies of the content exist (for chain counts).
+    func share(_ content: UnsafeRawPointer, hash: UInt64) -> (page: PageNumber?, copies: Int) {
         let tag = StableTree.tag(forHash: hash)
         var shared: PageNumber?
         var copies = 0
@@ -163,12 +171,16 @@ public final class PageStore {
             copies += 1
             return true
         }
-        if let page = shared {
-            addOwner(page)
-            return page
-        }
+        if let page = shared { addOwner(page) }
+        return (shared, copies)
+    }
+
+    /// Stores `content` in a fresh page with one owner and files it in the stable tree.
+    func insert(_ content: UnsafeRawPointer, hash: UInt64, copies: Int,
+                placement: inout Placement?, wantedAhead: UInt64) throws(StoreError) -> PageNumber {
+        let tag = StableTree.tag(forHash: hash)
         let page = try takeFreshPage(placement: &placement, wantedAhead: wantedAhead)
-        copyPage(to: base + Int(page) * Page.size, from: content)
+        copyPage(to: backing.base + Int(page) * Page.size, from: content)
         owners[Int(page)] = 1
         tags[Int(page)] = tag
         tree.insert(tag: tag, page: page)
@@ -180,6 +192,13 @@ public final class PageStore {
             counters.stableNodeDups += 1
         }
         return page
+    }
+
+    /// Copies a page out of client memory into the store's scratch page (which the client
+    /// cannot touch) and hashes the copy.
+    func copyToScratch(_ source: UnsafeRawPointer) -> (content: UnsafeRawPointer, hash: UInt64) {
+        copyPage(to: scratch, from: source)
+        return (UnsafeRawPointer(scratch), hasher.hash(scratch))
     }
 
     private func takeFreshPage(placement: inout Placement?, wantedAhead: UInt64) throws(StoreError) -> PageNumber {
@@ -208,7 +227,8 @@ public final class PageStore {
         return page
     }
 
-    private func addOwner(_ page: PageNumber) {
+    /// Gives an in-use page one more owner (a reservation for a merge the server asked of a client).
+    func addOwner(_ page: PageNumber) {
         let before = owners[Int(page)]
         owners[Int(page)] = before + 1
         if before == 1 {

@@ -1,0 +1,480 @@
+import CSamepageShim
+import Glibc
+import SamepageCore
+import SamepageSystem
+
+// Mergeable memory, client side: KSM's scanner, run by the process on its own memory.
+//
+// Each full scan visits every page of every mergeable range once, in address order, in slices
+// that fit the staging memory:
+//   - the slice is copied into staging with process_vm_readv (a page the application made
+//     unreadable meanwhile is skipped, never faulted on) and /proc/self/pagemap is read for it;
+//   - a merged page whose pagemap entry is no longer the file page had its copy-on-write broken
+//     by a write: its region reference is released (lazily, on this scan);
+//   - a page whose checksum changed since the last scan is volatile and skipped; one whose
+//     checksum held is a candidate, sent to the server with the others of the slice;
+//   - the server answers merge (with a region page), zero or unstable, plus hints: merges of
+//     pages of earlier slices that found their pair now (see ServiceMerging.swift);
+//   - merges are applied in place, longest runs first, within the VMA budget (InPlaceMerge.swift).
+// So a page merges on its second scan at the earliest, as in KSM.
+final class MergeEngine: @unchecked Sendable {
+    unowned let client: SamepageClient
+    let lock = Lock()
+    var parameters = MergeParameters()
+    var ranges: [MergeRange] = []
+    var mergeAny = false
+    /// Whether the scanner thread runs when there is mergeable memory (KSM's `run`).
+    var runScanner = true
+    /// Allocations made by `allocate`, by address: length.
+    var allocations: [UInt: Int] = [:]
+    /// Where the next scan step starts.
+    private var cursorRange = 0
+    private var cursorPage = 0
+    /// Full scans done; the current scan's round number is fullScans + 1.
+    private(set) var fullScans = 0
+    private var pagesScanned = 0
+    private var pagesSkipped = 0
+    private var volatileThisScan = 0
+    private var volatileLastScan = 0
+    private var maps = ProcessMaps()
+    private var mappingBudget = 0
+    private var mappingsUsed = 0
+    private let checksummer = PageHasher(seed: 0)
+    let regionView: UnsafeRawPointer
+    let regionBytes: Int
+    private var pagemapFD: Int32 = -1
+    private var scanner: ScannerThread?
+
+    init(client: SamepageClient, regionView: UnsafeRawPointer, regionBytes: Int) {
+        self.client = client
+        self.regionView = regionView
+        self.regionBytes = regionBytes
+        pagemapFD = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+        _ = sp_guard_install()
+        refreshMaps()
+    }
+
+    deinit {
+        if pagemapFD >= 0 { close(pagemapFD) }
+    }
+
+    // MARK: Ranges
+
+    /// Marks [start, start + length) mergeable. Pages already tracked keep their state.
+    func add(start: UInt, length: Int) {
+        lock.withLock {
+            var pieces: [(UInt, UInt)] = [(start, start + UInt(length))]
+            for range in ranges {
+                pieces = pieces.flatMap { piece -> [(UInt, UInt)] in
+                    if piece.1 <= range.start || piece.0 >= range.end { return [piece] }
+                    var rest: [(UInt, UInt)] = []
+                    if piece.0 < range.start { rest.append((piece.0, range.start)) }
+                    if piece.1 > range.end { rest.append((range.end, piece.1)) }
+                    return rest
+                }
+            }
+            for piece in pieces where piece.1 > piece.0 {
+                ranges.append(MergeRange(start: piece.0, pageCount: Int((piece.1 - piece.0) / 4096)))
+            }
+            ranges.sort { $0.start < $1.start }
+            cursorRange = min(cursorRange, max(0, ranges.count - 1))
+            cursorPage = 0
+        }
+    }
+
+    /// Unmerges [start, start + length) and stops tracking it: every merged page gets a private
+    /// copy again, every discarded zero page becomes ordinary memory, and the references go.
+    func remove(start: UInt, length: Int) throws(SamepageError) {
+        let end = start + UInt(length)
+        try lock.withLock { () throws(SamepageError) in
+            var releases: [PageNumber] = []
+            var kept: [MergeRange] = []
+            for range in ranges {
+                guard range.start < end && start < range.end else {
+                    kept.append(range)
+                    continue
+                }
+                let from = start > range.start ? Int((start - range.start) / 4096) : 0
+                let to = end < range.end ? Int((end - range.start) / 4096) : range.pageCount
+                releases += unmerge(range, from, to)
+                if from > 0 { kept.append(range.slice(0, from)) }
+                if to < range.pageCount { kept.append(range.slice(to, range.pageCount)) }
+            }
+            ranges = kept
+            cursorRange = 0
+            cursorPage = 0
+            try client.releaseMerged(releases)
+        }
+    }
+
+    /// Gives private copies back to pages [from, to) of a range; returns references to drop.
+    private func unmerge(_ range: MergeRange, _ from: Int, _ to: Int) -> [PageNumber] {
+        var releases: [PageNumber] = []
+        var index = from
+        while index < to {
+            guard range.state[index] != .normal else {
+                index += 1
+                continue
+            }
+            var runEnd = index + 1
+            while runEnd < to && range.state[runEnd] != .normal { runEnd += 1 }
+            breakSharing(UnsafeMutableRawPointer(bitPattern: range.address(index))!, pages: runEnd - index)
+            for i in index..<runEnd {
+                if range.state[i] == .merged { releases.append(range.region[i]) }
+                range.state[i] = .normal
+                range.checksum[i] = 0
+            }
+            index = runEnd
+        }
+        return releases
+    }
+
+    /// Writes to every page of a run (MADV_POPULATE_WRITE): the kernel copies each page that is
+    /// still the region's (or the zero page) into private memory. The application's protection
+    /// is honoured: a run it made unwritable is opened for the call and closed again.
+    private func breakSharing(_ address: UnsafeMutableRawPointer, pages: Int) {
+        let length = pages * 4096
+        if (try? Syscall.madvise(address, length, SP_MADV_POPULATE_WRITE)) != nil { return }
+        let prot = maps.mapping(containing: UInt(bitPattern: address))?.prot ?? (PROT_READ | PROT_WRITE)
+        _ = try? Syscall.mprotect(address, length, PROT_READ | PROT_WRITE)
+        if (try? Syscall.madvise(address, length, SP_MADV_POPULATE_WRITE)) == nil {
+            // Kernels before 5.14: touch each page.
+            for page in 0..<pages {
+                let p = (address + page * 4096).assumingMemoryBound(to: UInt8.self)
+                p.withMemoryRebound(to: UInt8.self, capacity: 1) { _ = sp_touch_write($0) }
+            }
+        }
+        _ = try? Syscall.mprotect(address, length, prot)
+    }
+
+    // MARK: Scanning
+
+    /// Runs `count` full scans now, on the calling thread.
+    func scan(fullScans count: Int) throws(SamepageError) {
+        let target = lock.withLock { fullScans } + count
+        while lock.withLock({ fullScans }) < target {
+            let done = try lock.withLock { () throws(SamepageError) in try step(maxPages: .max) }
+            if !done && lock.withLock({ ranges.isEmpty }) {
+                // Nothing to scan: a full scan of nothing is complete at once.
+                lock.withLock { completeFullScan() }
+            }
+        }
+        try report()
+    }
+
+    /// Scans up to `maxPages` pages from the cursor; true when a full scan completed.
+    func step(maxPages: Int) throws(SamepageError) -> Bool {
+        var budget = maxPages
+        while budget > 0 {
+            guard !ranges.isEmpty else { return false }
+            if cursorRange >= ranges.count {
+                completeFullScan()
+                return true
+            }
+            let range = ranges[cursorRange]
+            let slicePages = min(range.pageCount - cursorPage, budget, client.stagingPages / 2, Service.maxMergeBatch)
+            if slicePages > 0 {
+                try scanSlice(range, cursorPage, cursorPage + slicePages)
+                budget -= slicePages
+                cursorPage += slicePages
+            }
+            if cursorPage >= range.pageCount {
+                cursorRange += 1
+                cursorPage = 0
+            }
+        }
+        return false
+    }
+
+    private func completeFullScan() {
+        fullScans += 1
+        volatileLastScan = volatileThisScan
+        volatileThisScan = 0
+        cursorRange = 0
+        cursorPage = 0
+        refreshMaps()
+    }
+
+    private func refreshMaps() {
+        maps = ProcessMaps.read()
+        mappingsUsed = maps.mappings.count
+        mappingBudget = Int(Double(ProcessMaps.maxMapCount()) * parameters.vmaBudgetFraction)
+    }
+
+    private func scanSlice(_ range: MergeRange, _ from: Int, _ to: Int) throws(SamepageError) {
+        let count = to - from
+        let staging = client.stagingBase
+        let sliceAddress = UnsafeRawPointer(bitPattern: range.address(from))!
+        // Pagemap entries of the slice: bit 63 present, bit 61 file page (still the region's).
+        var pagemap = [UInt64](repeating: 0, count: count)
+        if pagemapFD >= 0 {
+            _ = pagemap.withUnsafeMutableBytes { raw in
+                try? Syscall.pread(pagemapFD, raw, offset: UInt64(range.address(from) / 4096) * 8)
+            }
+        }
+        // The slice's bytes, copied without faulting; unreadable pages are marked.
+        var readable = [Bool](repeating: true, count: count)
+        let copied = (try? Syscall.readOwnMemory(into: staging, from: sliceAddress, count: count * 4096)) ?? 0
+        if copied < count * 4096 {
+            for page in (copied / 4096)..<count {
+                let ok = (try? Syscall.readOwnMemory(into: staging + page * 4096, from: sliceAddress + page * 4096, count: 4096)) == 4096
+                readable[page] = ok
+            }
+        }
+        var candidates: [Int] = []
+        var releases: [PageNumber] = []
+        for offset in 0..<count {
+            let index = from + offset
+            let page = staging + offset * 4096
+            pagesScanned += 1
+            guard readable[offset], isMergeable(range.address(index)) else {
+                pagesSkipped += 1
+                continue
+            }
+            switch range.state[index] {
+            case .merged:
+                let entry = pagemap[offset]
+                if entry & (1 << 63) != 0 && entry & (1 << 61) == 0 {
+                    // The process wrote the page: the copy-on-write broke, the share is gone.
+                    releases.append(range.region[index])
+                    range.state[index] = .normal
+                    range.checksum[index] = 0
+                }
+            case .zero:
+                let hash = checksummer.hash(page)
+                if !checksummer.isZero(page, hash: hash) {
+                    range.state[index] = .normal
+                    range.checksum[index] = UInt32(truncatingIfNeeded: hash)
+                }
+            case .normal:
+                if parameters.smartScan && range.skip[index] > 0 {
+                    range.skip[index] -= 1
+                    pagesSkipped += 1
+                    continue
+                }
+                let checksum = UInt32(truncatingIfNeeded: checksummer.hash(page))
+                if checksum != range.checksum[index] || checksum == 0 {
+                    range.checksum[index] = checksum == 0 ? 1 : checksum
+                    volatileThisScan += 1
+                    continue
+                }
+                if candidates.count != offset {
+                    memcpy(staging + candidates.count * 4096, page, 4096)
+                }
+                candidates.append(index)
+            }
+        }
+        var merges: [(range: MergeRange, index: Int, page: PageNumber)] = []
+        var zeros: [Int] = []
+        if !candidates.isEmpty {
+            let keys = candidates.map { UInt64(range.address($0)) }
+            var flags: MergeFlags = []
+            if parameters.useZeroPages { flags.insert(.useZeroPages) }
+            let (outcomes, hints) = try client.mergeScan(round: UInt32(truncatingIfNeeded: fullScans + 1), flags: flags, keys: keys)
+            guard outcomes.count == candidates.count else { throw .protocolViolation("scan reply of the wrong length") }
+            for (index, outcome) in zip(candidates, outcomes) {
+                if let page = outcome.page {
+                    merges.append((range, index, page))
+                    range.misses[index] = 0
+                } else if outcome == .zero {
+                    zeros.append(index)
+                } else if parameters.smartScan {
+                    // smart_scan: a page that keeps finding no partner is looked at less often.
+                    range.misses[index] = min(range.misses[index] + 1, 4)
+                    if range.misses[index] >= 2 { range.skip[index] = UInt8(1) << (range.misses[index] - 2) }
+                }
+            }
+            for hint in hints {
+                if let (hinted, index) = locate(UInt(hint.key)), hinted.state[index] == .normal {
+                    merges.append((hinted, index, hint.page))
+                } else {
+                    releases.append(hint.page)
+                }
+            }
+        }
+        releases += applyMerges(merges)
+        applyZeroes(range, zeros)
+        if !releases.isEmpty { try client.releaseMerged(releases) }
+    }
+
+    /// Only readable, writable private memory is merged: anything else the application set up
+    /// on purpose and is left alone.
+    private func isMergeable(_ address: UInt) -> Bool {
+        guard let mapping = maps.mapping(containing: address) else { return true }
+        return mapping.readable && mapping.writable && mapping.isPrivate
+    }
+
+    func locate(_ address: UInt) -> (MergeRange, Int)? {
+        for range in ranges {
+            if let index = range.index(of: address) { return (range, index) }
+        }
+        return nil
+    }
+
+    // MARK: Merging in place
+
+    /// Applies merges, longest runs first, within the VMA budget; returns references to drop
+    /// for merges that did not happen.
+    private func applyMerges(_ merges: [(range: MergeRange, index: Int, page: PageNumber)]) -> [PageNumber] {
+        guard !merges.isEmpty else { return [] }
+        let sorted = merges.sorted { $0.range.address($0.index) < $1.range.address($1.index) }
+        // Runs: consecutive addresses in one range mapping consecutive region pages.
+        var runs: [(range: MergeRange, index: Int, page: PageNumber, count: Int)] = []
+        for m in sorted {
+            if var last = runs.last, last.range === m.range, last.index + last.count == m.index,
+               UInt64(last.page) + UInt64(last.count) == UInt64(m.page) {
+                last.count += 1
+                runs[runs.count - 1] = last
+            } else if let last = runs.last, last.range === m.range, m.index < last.index + last.count {
+                // The same page twice (a hint for a page merged in this reply): drop the extra.
+                runs.append((m.range, m.index, m.page, 0))
+            } else {
+                runs.append((m.range, m.index, m.page, 1))
+            }
+        }
+        var releases: [PageNumber] = []
+        for run in runs.sorted(by: { $0.count > $1.count }) {
+            if run.count == 0 {
+                releases.append(run.page)
+                continue
+            }
+            // A run in the middle of a mapping splits it in three: two more mappings.
+            guard mappingsUsed + 2 <= mappingBudget else {
+                releases += (0..<run.count).map { run.page + PageNumber($0) }
+                continue
+            }
+            let merged = mergeRun(run.range, run.index, run.page, run.count)
+            mappingsUsed += merged.subruns * 2
+            releases += merged.failed
+        }
+        return releases
+    }
+
+    /// Write-protects a run, confirms each page against the region with memcmp, and maps the
+    /// region over the equal parts (MAP_PRIVATE | MAP_FIXED: later writes copy on write).
+    private func mergeRun(_ range: MergeRange, _ index: Int, _ page: PageNumber, _ count: Int) -> (failed: [PageNumber], subruns: Int) {
+        let address = UnsafeMutableRawPointer(bitPattern: range.address(index))!
+        let length = count * 4096
+        guard Int(page) * 4096 + length <= regionBytes else { return ((0..<count).map { page + PageNumber($0) }, 0) }
+        sp_guard_begin(address, length)
+        defer { sp_guard_end() }
+        guard (try? Syscall.mprotect(address, length, PROT_READ)) != nil else {
+            return ((0..<count).map { page + PageNumber($0) }, 0)
+        }
+        var failed: [PageNumber] = []
+        var subruns = 0
+        var k = 0
+        while k < count {
+            let equal = memcmp(address + k * 4096, regionView + (Int(page) + k) * 4096, 4096) == 0
+            var end = k + 1
+            while end < count && (memcmp(address + end * 4096, regionView + (Int(page) + end) * 4096, 4096) == 0) == equal {
+                end += 1
+            }
+            let subAddress = address + k * 4096
+            let subLength = (end - k) * 4096
+            if equal, (try? Syscall.mmap(subAddress, subLength, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+                                         client.regionDescriptor, UInt64(Int(page) + k) * 4096)) != nil {
+                subruns += 1
+                for i in k..<end {
+                    range.state[index + i] = .merged
+                    range.region[index + i] = page + PageNumber(i)
+                }
+            } else {
+                _ = try? Syscall.mprotect(subAddress, subLength, PROT_READ | PROT_WRITE)
+                failed += (k..<end).map { page + PageNumber($0) }
+            }
+            k = end
+        }
+        return (failed, subruns)
+    }
+
+    /// use_zero_pages: discards all-zero pages (MADV_DONTNEED), so they read the kernel's zero
+    /// page and take no memory. Write-protected while checked, like a merge.
+    private func applyZeroes(_ range: MergeRange, _ indices: [Int]) {
+        for index in indices {
+            let address = UnsafeMutableRawPointer(bitPattern: range.address(index))!
+            sp_guard_begin(address, 4096)
+            if (try? Syscall.mprotect(address, 4096, PROT_READ)) != nil {
+                if memcmp(address, ZeroPage.pointer, 4096) == 0, (try? Syscall.madvise(address, 4096, MADV_DONTNEED)) != nil {
+                    range.state[index] = .zero
+                }
+                _ = try? Syscall.mprotect(address, 4096, PROT_READ | PROT_WRITE)
+            }
+            sp_guard_end()
+        }
+    }
+
+    // MARK: Statistics
+
+    func statistics() -> ProcessMergeStatistics {
+        lock.withLock {
+            var s = ProcessMergeStatistics()
+            for range in ranges {
+                s.rmapItems += range.pageCount
+                for state in range.state {
+                    if state == .merged { s.mergingPages += 1 } else if state == .zero { s.zeroPages += 1 }
+                }
+            }
+            s.processProfit = (s.mergingPages + s.zeroPages) * 4096 - s.rmapItems * 16
+            s.mergeAny = mergeAny
+            s.fullScans = fullScans
+            s.pagesScanned = pagesScanned
+            s.pagesVolatile = volatileLastScan
+            s.pagesSkipped = pagesSkipped
+            s.mappings = mappingsUsed
+            s.mappingBudget = mappingBudget
+            s.racingWritesAbsorbed = Int(sp_guard_absorbed())
+            return s
+        }
+    }
+
+    /// Sends this process's scanner figures to the server (after each full scan).
+    func report() throws(SamepageError) {
+        let s = statistics()
+        var report = ScanReport()
+        report.pagesScanned = UInt64(s.pagesScanned)
+        report.fullScans = UInt64(s.fullScans)
+        report.pagesSkipped = UInt64(s.pagesSkipped)
+        report.pagesVolatile = UInt64(s.pagesVolatile)
+        report.zeroPages = UInt64(s.zeroPages)
+        report.mergingPages = UInt64(s.mergingPages)
+        report.rmapItems = UInt64(s.rmapItems)
+        try client.send(report)
+    }
+
+    // MARK: The scanner thread
+
+    func startScanner() {
+        lock.withLock {
+            if scanner == nil { scanner = ScannerThread(engine: self) }
+        }
+    }
+
+    func stopScanner() {
+        let thread = lock.withLock { () -> ScannerThread? in
+            defer { scanner = nil }
+            return scanner
+        }
+        thread?.stop()
+    }
+
+    /// One wake-up of the scanner thread: `pages_to_scan` pages, then the advisor.
+    func backgroundStep() {
+        let started = ContinuousClock.now
+        let completed = (try? lock.withLock { () throws(SamepageError) in try step(maxPages: parameters.pagesToScan) }) ?? false
+        if completed {
+            try? report()
+            lock.withLock { adviseScanRate(elapsed: ContinuousClock.now - started) }
+        }
+    }
+
+    /// The scan-time advisor: size pages_to_scan so that a full scan takes the target time,
+    /// given the pages there are and the sleep between wake-ups.
+    private func adviseScanRate(elapsed: Duration) {
+        guard let target = parameters.advisorTargetScanSeconds, target > 0 else { return }
+        let pages = ranges.reduce(0) { $0 + $1.pageCount }
+        let wakeups = max(1.0, target * 1000 / Double(max(1, parameters.sleepMilliseconds)))
+        let wanted = Int((Double(pages) / wakeups).rounded(.up))
+        parameters.pagesToScan = min(max(wanted, parameters.advisorMinPagesToScan), parameters.advisorMaxPagesToScan)
+    }
+}

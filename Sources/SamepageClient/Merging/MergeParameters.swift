@@ -1,0 +1,64 @@
+/// KSM's tunables, per process (the kernel's are global; each Samepage process scans itself).
+public struct MergeParameters: Sendable, Equatable {
+    /// Pages scanned per wake-up of the scanner thread (KSM: pages_to_scan, default 100).
+    public var pagesToScan = 100
+    /// Sleep between wake-ups (KSM: sleep_millisecs, default 20).
+    public var sleepMilliseconds = 20
+    /// All-zero pages are discarded (MADV_DONTNEED) to read the kernel's zero page instead of
+    /// merging with a stored page of zeros (KSM: use_zero_pages, default off).
+    public var useZeroPages = false
+    /// Skip pages that keep failing to merge for a growing number of scans (KSM: smart_scan,
+    /// default on).
+    public var smartScan = true
+    /// When set, the scan-time advisor sizes `pagesToScan` after every full scan so that a full
+    /// scan takes about this many seconds (KSM: advisor_mode=scan-time, advisor_target_scan_time).
+    public var advisorTargetScanSeconds: Double?
+    public var advisorMinPagesToScan = 500
+    public var advisorMaxPagesToScan = 30_000
+    /// The share of `/proc/sys/vm/max_map_count` this process's mappings may reach; merges stop
+    /// there instead of failing with ENOMEM.
+    public var vmaBudgetFraction = 0.5
+
+    public init() {}
+
+    /// Sets a parameter by its KSM name (`pages_to_scan`, `sleep_millisecs`, `use_zero_pages`,
+    /// `smart_scan`, `advisor_target_scan_time`, `advisor_min_pages_to_scan`,
+    /// `advisor_max_pages_to_scan`); false for an unknown name or a bad value.
+    public mutating func set(_ name: String, _ value: UInt64) -> Bool {
+        switch name {
+        case "pages_to_scan" where value > 0 && value <= 1 << 24: pagesToScan = Int(value)
+        case "sleep_millisecs" where value <= 60_000: sleepMilliseconds = Int(value)
+        case "use_zero_pages" where value <= 1: useZeroPages = value == 1
+        case "smart_scan" where value <= 1: smartScan = value == 1
+        case "advisor_target_scan_time": advisorTargetScanSeconds = value == 0 ? nil : Double(value)
+        case "advisor_min_pages_to_scan" where value > 0: advisorMinPagesToScan = Int(value)
+        case "advisor_max_pages_to_scan" where value > 0: advisorMaxPagesToScan = Int(value)
+        default: return false
+        }
+        return true
+    }
+}
+
+/// Per-process figures, with the kernel's names (/proc/PID/ksm_stat and ksm_merging_pages).
+public struct ProcessMergeStatistics: Sendable, Equatable {
+    /// Pages of mergeable memory the scanner tracks (KSM: ksm_rmap_items).
+    public var rmapItems = 0
+    /// Pages discarded to the kernel's zero page (KSM: ksm_zero_pages).
+    public var zeroPages = 0
+    /// Pages mapped from the region (KSM: ksm_merging_pages).
+    public var mergingPages = 0
+    /// Bytes saved minus the scanner's metadata (KSM: ksm_process_profit).
+    public var processProfit = 0
+    /// The process-wide switch (KSM: ksm_merge_any).
+    public var mergeAny = false
+    public var fullScans = 0
+    public var pagesScanned = 0
+    /// Pages whose checksum changed in the last full scan.
+    public var pagesVolatile = 0
+    public var pagesSkipped = 0
+    /// Mappings of this process (/proc/self/maps lines) at the last count, and the budget.
+    public var mappings = 0
+    public var mappingBudget = 0
+    /// Writes that raced a merge and were retried after it (absorbed by the merge guard).
+    public var racingWritesAbsorbed = 0
+}

@@ -1,0 +1,51 @@
+/// One range of mergeable memory and the scanner's state for each of its pages: what KSM keeps
+/// in its rmap items (16 bytes a page here).
+final class MergeRange {
+    enum State: UInt8 {
+        case normal
+        /// Mapped from region page `region[i]`; this process holds a reference on it.
+        case merged
+        /// Discarded with MADV_DONTNEED: reads the kernel's zero page.
+        case zero
+    }
+
+    let start: UInt
+    let pageCount: Int
+    var checksum: [UInt32]
+    var state: [State]
+    var region: [PageNumberValue]
+    /// smart_scan: consecutive scans without a merge, and scans still to skip.
+    var misses: [UInt8]
+    var skip: [UInt8]
+
+    typealias PageNumberValue = UInt32
+
+    init(start: UInt, pageCount: Int) {
+        self.start = start
+        self.pageCount = pageCount
+        checksum = Array(repeating: 0, count: pageCount)
+        state = Array(repeating: .normal, count: pageCount)
+        region = Array(repeating: 0, count: pageCount)
+        misses = Array(repeating: 0, count: pageCount)
+        skip = Array(repeating: 0, count: pageCount)
+    }
+
+    var end: UInt { start + UInt(pageCount) * 4096 }
+
+    func address(_ index: Int) -> UInt { start + UInt(index) * 4096 }
+
+    func index(of address: UInt) -> Int? {
+        address >= start && address < end ? Int((address - start) / 4096) : nil
+    }
+
+    /// A copy of pages [from, to) as a range of its own (for splitting on unmerge).
+    func slice(_ from: Int, _ to: Int) -> MergeRange {
+        let piece = MergeRange(start: address(from), pageCount: to - from)
+        piece.checksum = Array(checksum[from..<to])
+        piece.state = Array(state[from..<to])
+        piece.region = Array(region[from..<to])
+        piece.misses = Array(misses[from..<to])
+        piece.skip = Array(skip[from..<to])
+        return piece
+    }
+}

@@ -1,0 +1,78 @@
+import Glibc
+
+/// What /proc/self/maps says: the mappings' ranges and protections. The scanner reads it once a
+/// full scan: it counts the process's mappings (for the VMA budget) and tells which pages are
+/// readable and writable private memory (the only pages it merges).
+struct ProcessMaps {
+    struct Mapping {
+        var start: UInt
+        var end: UInt
+        var readable: Bool
+        var writable: Bool
+        var isPrivate: Bool
+        var prot: Int32 {
+            (readable ? PROT_READ : 0) | (writable ? PROT_WRITE : 0)
+        }
+    }
+
+    var mappings: [Mapping] = []
+
+    static func read() -> ProcessMaps {
+        var result = ProcessMaps()
+        let fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return result }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = Glibc.read(fd, &chunk, chunk.count)
+            if n <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        for line in bytes.split(separator: UInt8(ascii: "\n")) {
+            let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 2)
+            guard fields.count >= 2 else { continue }
+            let range = fields[0].split(separator: UInt8(ascii: "-"))
+            guard range.count == 2,
+                  let start = UInt(String(decoding: range[0], as: UTF8.self), radix: 16),
+                  let end = UInt(String(decoding: range[1], as: UTF8.self), radix: 16) else { continue }
+            let perms = Array(fields[1])
+            guard perms.count >= 4 else { continue }
+            result.mappings.append(Mapping(start: start, end: end, readable: perms[0] == UInt8(ascii: "r"),
+                                           writable: perms[1] == UInt8(ascii: "w"),
+                                           isPrivate: perms[3] == UInt8(ascii: "p")))
+        }
+        return result
+    }
+
+    /// The mapping that contains `address`.
+    func mapping(containing address: UInt) -> Mapping? {
+        var low = 0, high = mappings.count
+        while low < high {
+            let mid = (low + high) / 2
+            if mappings[mid].end <= address { low = mid + 1 } else { high = mid }
+        }
+        guard low < mappings.count, mappings[low].start <= address else { return nil }
+        return mappings[low]
+    }
+
+    /// The kernel's limit on mappings per process.
+    static func maxMapCount() -> Int {
+        let fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return 65530 }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let n = Glibc.read(fd, &buffer, buffer.count)
+        guard n > 0 else { return 65530 }
+        return Int(String(decoding: buffer[0..<n], as: UTF8.self).trimmingWhitespace) ?? 65530
+    }
+}
+
+extension String {
+    var trimmingWhitespace: String {
+        var s = Substring(self)
+        while let c = s.first, c.isWhitespace { s = s.dropFirst() }
+        while let c = s.last, c.isWhitespace { s = s.dropLast() }
+        return String(s)
+    }
+}

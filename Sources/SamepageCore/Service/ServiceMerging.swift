@@ -1,0 +1,118 @@
+// Mergeable memory, server side: the stable/unstable tree search for candidates that clients'
+// scanners submit, and the references that merged pages hold.
+//
+// A client's scanner submits pages whose checksum did not change since its previous scan (KSM's
+// volatility rule is applied on the client, which can read its memory). For each candidate:
+//   1. all zeros           -> `.zero`: the client discards the page (MADV_DONTNEED), no region page;
+//   2. equal stored page   -> `.merge(p)` with a reference taken for the client (stable tree);
+//   3. hash equal to an unstable entry of another page -> the candidate is stored as a new stable
+//      page p; the submitter gets `.merge(p)`, the other page's owner a hint to merge with p, each
+//      with a reference taken for it. The other owner checks equality with memcmp before mapping.
+//   4. otherwise           -> `.unstable`: filed in the unstable tree until a partner comes.
+// A reference taken for a client is dropped by `mergeRelease` (unmerge, broken COW, a merge the
+// client could not complete) or when the client goes away.
+
+extension Service {
+    /// The most candidates one `mergeScan` may carry.
+    public static let maxMergeBatch = 4096
+
+    func mergeScan(round: UInt32, flags: MergeFlags, stagingPage: UInt32, keys: [UInt64], session: Session) throws(RequestFailure) -> [Reply] {
+        guard let staging = session.staging else { throw RequestFailure(.badStaging, "no staging memory") }
+        let stagingPages = staging.count / Page.size
+        guard keys.count <= Self.maxMergeBatch else {
+            throw RequestFailure(.limitExceeded, "more than \(Self.maxMergeBatch) candidates in one scan request")
+        }
+        guard Int(stagingPage) + keys.count <= stagingPages else {
+            throw RequestFailure(.badRequest, "candidates \(stagingPage)+\(keys.count) outside the staging memory (\(stagingPages) pages)")
+        }
+        let domain = session.domain
+        let store = domain.store
+        if round != session.scanRound {
+            // A new full scan: KSM rebuilds its unstable tree; drop this client's old entries.
+            domain.unstable.removeAll(of: session.id, hashes: session.unstableHashes)
+            session.unstableHashes.removeAll(keepingCapacity: true)
+            session.scanRound = round
+        }
+        var outcomes: [MergeOutcome] = []
+        outcomes.reserveCapacity(keys.count)
+        var hints = session.pendingHints
+        session.pendingHints = []
+        var placement: PageStore.Placement?
+        defer { store.finish(&placement) }
+        let source = staging.baseAddress! + Int(stagingPage) * Page.size
+        for (index, key) in keys.enumerated() {
+            let (content, hash) = store.copyToScratch(source + index * Page.size)
+            if flags.contains(.useZeroPages), store.hasher.isZero(content, hash: hash) {
+                outcomes.append(.zero)
+                continue
+            }
+            let found = store.share(content, hash: hash)
+            if let page = found.page {
+                session.merged[page, default: 0] += 1
+                outcomes.append(.merge(page))
+                continue
+            }
+            let me = UnstableTree.Entry(session: session.id, key: key)
+            if let partner = domain.unstable.takePartner(hash: hash, excluding: me) {
+                let page: PageNumber
+                do {
+                    page = try store.insert(content, hash: hash, copies: found.copies, placement: &placement,
+                                            wantedAhead: UInt64(keys.count - index))
+                } catch {
+                    // Region full: nothing merges; both stay candidates.
+                    domain.unstable.insert(hash: hash, partner)
+                    domain.unstable.insert(hash: hash, me)
+                    session.unstableHashes.insert(hash)
+                    outcomes.append(.unstable)
+                    continue
+                }
+                session.merged[page, default: 0] += 1
+                outcomes.append(.merge(page))
+                if let owner = partner.session == session.id ? session : domain.sessions[partner.session] {
+                    store.addOwner(page)
+                    owner.merged[page, default: 0] += 1
+                    let hint = MergeHint(key: partner.key, page: page)
+                    if owner === session { hints.append(hint) } else { owner.pendingHints.append(hint) }
+                }
+                continue
+            }
+            domain.unstable.insert(hash: hash, me)
+            session.unstableHashes.insert(hash)
+            outcomes.append(.unstable)
+        }
+        return [.mergeResults(outcomes, hints: hints)]
+    }
+
+    func mergeRelease(_ pages: [PageNumber], session: Session) throws(RequestFailure) -> [Reply] {
+        // Validate everything first: a bad list changes nothing.
+        var wanted: [PageNumber: UInt32] = [:]
+        for page in pages { wanted[page, default: 0] += 1 }
+        for (page, count) in wanted where session.merged[page, default: 0] < count {
+            throw RequestFailure(.badRequest, "this connection holds no reference on region page \(page)")
+        }
+        for (page, count) in wanted {
+            let left = session.merged[page]! - count
+            session.merged[page] = left == 0 ? nil : left
+            for _ in 0..<count { session.domain.store.release([PageRun(start: page, count: 1)]) }
+        }
+        return [.done]
+    }
+
+    func scanReport(_ report: ScanReport, session: Session) -> [Reply] {
+        session.domain.record(report, from: session)
+        return [.done]
+    }
+
+    /// Drops every merge reference and unstable entry a closing connection held.
+    func closeMerging(_ session: Session) {
+        let domain = session.domain
+        domain.unstable.removeAll(of: session.id, hashes: session.unstableHashes)
+        session.unstableHashes.removeAll()
+        for (page, count) in session.merged {
+            for _ in 0..<count { domain.store.release([PageRun(start: page, count: 1)]) }
+        }
+        session.merged.removeAll()
+        session.pendingHints.removeAll()
+        domain.forget(session)
+    }
+}
