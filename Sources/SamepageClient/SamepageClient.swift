@@ -20,13 +20,18 @@ public final class SamepageClient: @unchecked Sendable {
     }
 
     public let socketPath: String
+    public let name: String
     /// Bytes of the region the server gave this client (its dedup domain's region).
-    public let regionBytes: UInt64
+    public private(set) var regionBytes: UInt64
 
-    private let lock = Lock()
-    private var connection: ClientConnection
-    private let region: OwnedDescriptor
-    private let staging: MemoryMapping
+    let lock = Lock()
+    /// Held while the staging memory is in use (a put, or a scanner slice): both write it.
+    let stagingLock = Lock()
+    private var session: ClientSession
+    private let stagingBytes: Int
+    /// Set in a child process after fork: the parent's connection is not the child's to use,
+    /// so the next call opens a new one.
+    var needsReconnect = false
     private var nextUpload: UInt32 = 1
     /// Live mappings by base address: the server handle and the mapped length.
     private var mappings: [UInt: (handle: UInt32, length: Int)] = [:]
@@ -43,26 +48,29 @@ public final class SamepageClient: @unchecked Sendable {
     public init(socketPath: String? = nil, name: String = "swift-client", stagingBytes: Int = defaultStagingBytes) throws(SamepageError) {
         let path = socketPath ?? DefaultSocketPath.resolve()
         self.socketPath = path
-        let stagingSize = max(2, stagingBytes / Page.size) * Page.size
-        let stagingFD = try systemCall("cannot create staging memory") { () throws(Errno) in
-            try Memfd.create(name: "samepage-staging", size: UInt64(stagingSize), seals: [.shrink, .grow, .seal])
+        self.name = name
+        self.stagingBytes = stagingBytes
+        session = try ClientSession(socketPath: path, name: name, stagingBytes: stagingBytes)
+        regionBytes = session.regionBytes
+        ForkHandlers.register(self)
+    }
+
+    /// Reconnects if this process is a child forked after the connection was made. Called with
+    /// the lock held by every request.
+    private func connection() throws(SamepageError) -> ClientSession {
+        if needsReconnect {
+            session = try ClientSession(socketPath: socketPath, name: name, stagingBytes: stagingBytes)
+            regionBytes = session.regionBytes
+            needsReconnect = false
         }
-        let stagingMapping = try systemCall("cannot map staging memory") { () throws(Errno) in
-            try MemoryMapping(fd: stagingFD.rawValue, length: stagingSize, writable: true, shared: true)
-        }
-        var connection = try ClientConnection(socketPath: path)
-        let helloID = try connection.send(.hello(version: Request.version, clientName: name), passing: stagingFD.rawValue)
-        var regionFD: OwnedDescriptor?
-        let reply = try ClientConnection.check(try connection.reply(to: helloID, descriptor: &regionFD))
-        guard case .welcome(_, let regionBytes, let pageSize) = reply else {
-            throw ClientConnection.unexpected(reply, "welcome")
-        }
-        guard pageSize == UInt32(Page.size) else { throw .protocolViolation("server page size \(pageSize)") }
-        guard let regionFD = regionFD.take() else { throw .protocolViolation("welcome without the region fd") }
-        self.region = regionFD
-        self.regionBytes = regionBytes
-        self.staging = stagingMapping
-        self.connection = connection
+        return session
+    }
+
+    /// In the child after fork: forget the parent's connection and mappings (their handles are
+    /// the parent's) without touching the parent's resources.
+    func forgetConnectionAfterFork() {
+        needsReconnect = true
+        mappings.removeAll()
     }
 
     deinit {
@@ -74,14 +82,15 @@ public final class SamepageClient: @unchecked Sendable {
 
     // MARK: For the merge engine
 
-    var stagingBase: UnsafeMutableRawPointer { staging.base }
-    var stagingPages: Int { staging.length / Page.size }
-    var regionDescriptor: Int32 { region.rawValue }
+    /// The staging memory, for the scanner, which holds `stagingLock` while it uses it.
+    var stagingBase: UnsafeMutableRawPointer { lock.withLock { (try? connection().staging.base) ?? session.staging.base } }
+    var stagingPages: Int { lock.withLock { session.staging.length / Page.size } }
+    var regionDescriptor: Int32 { session.region.rawValue }
 
     /// Sends candidates already copied to the start of staging; the caller holds the engine lock.
     func mergeScan(round: UInt32, flags: MergeFlags, keys: [UInt64]) throws(SamepageError) -> ([MergeOutcome], [MergeHint]) {
         try lock.withLock { () throws(SamepageError) in
-            let reply = try connection.call(.mergeScan(round: round, flags: flags, stagingPage: 0, keys: keys))
+            let reply = try connection().connection.call(.mergeScan(round: round, flags: flags, stagingPage: 0, keys: keys))
             guard case .mergeResults(let outcomes, let hints) = reply else { throw ClientConnection.unexpected(reply, "mergeResults") }
             return (outcomes, hints)
         }
@@ -93,14 +102,14 @@ public final class SamepageClient: @unchecked Sendable {
             var index = 0
             while index < pages.count {
                 let end = min(pages.count, index + 8192)
-                _ = try connection.call(.mergeRelease(pages: Array(pages[index..<end])))
+                _ = try connection().connection.call(.mergeRelease(pages: Array(pages[index..<end])))
                 index = end
             }
         }
     }
 
     func send(_ report: ScanReport) throws(SamepageError) {
-        try lock.withLock { () throws(SamepageError) in _ = try connection.call(.scanReport(report)) }
+        try lock.withLock { () throws(SamepageError) in _ = try connection().connection.call(.scanReport(report)) }
     }
 
     /// A read-only view of the whole region, for comparing pages before merging them.
@@ -108,7 +117,7 @@ public final class SamepageClient: @unchecked Sendable {
         try lock.withLock { () throws(SamepageError) in
             if let base = regionViewMapping?.base { return UnsafeRawPointer(base) }
             let view = try systemCall("cannot map the region") { () throws(Errno) in
-                try MemoryMapping(fd: region.rawValue, length: Int(regionBytes), writable: false, shared: true, noReserve: true)
+                try MemoryMapping(fd: session.region.rawValue, length: Int(regionBytes), writable: false, shared: true, noReserve: true)
             }
             let base = view.base
             regionViewMapping = consume view
@@ -120,7 +129,7 @@ public final class SamepageClient: @unchecked Sendable {
 
     public func ping() throws(SamepageError) {
         try lock.withLock { () throws(SamepageError) in
-            let reply = try connection.call(.ping)
+            let reply = try connection().connection.call(.ping)
             guard case .pong = reply else { throw ClientConnection.unexpected(reply, "pong") }
         }
     }
@@ -128,7 +137,7 @@ public final class SamepageClient: @unchecked Sendable {
     /// The server's statistics for this client's dedup domain, in the server's order.
     public func statistics() throws(SamepageError) -> [Statistic] {
         try lock.withLock { () throws(SamepageError) in
-            let reply = try connection.call(.stats)
+            let reply = try connection().connection.call(.stats)
             guard case .statistics(let stats) = reply else { throw ClientConnection.unexpected(reply, "statistics") }
             return stats
         }
@@ -136,7 +145,7 @@ public final class SamepageClient: @unchecked Sendable {
 
     public func delete(_ id: ObjectID) throws(SamepageError) {
         try lock.withLock { () throws(SamepageError) in
-            _ = try connection.call(.delete(id))
+            _ = try connection().connection.call(.delete(id))
         }
     }
 
@@ -158,16 +167,17 @@ public final class SamepageClient: @unchecked Sendable {
     /// staging memory: `fill(offset, destination)` must fill all of `destination` with the bytes
     /// at `offset`. Used to stream files without holding them in memory.
     public func put(length: UInt64, fill: (UInt64, UnsafeMutableRawBufferPointer) throws(SamepageError) -> Void) throws(SamepageError) -> ObjectID {
-        try lock.withLock { () throws(SamepageError) in
+        try stagingLock.withLock { () throws(SamepageError) in try lock.withLock { () throws(SamepageError) in
             let upload = nextUpload
             nextUpload &+= 1
-            let halfPages = staging.length / Page.size / 2
+            let stagingSession = try connection()
+            let halfPages = stagingSession.staging.length / Page.size / 2
             let totalPages = Page.count(forBytes: length)
-            var outstanding: [UInt64] = [try connection.send(.putBegin(upload: upload, length: length))]
+            var outstanding: [UInt64] = [try connection().connection.send(.putBegin(upload: upload, length: length))]
             var firstFailure: SamepageError?
             func drain(keeping: Int) throws(SamepageError) {
                 while outstanding.count > keeping {
-                    let reply = try connection.reply(to: outstanding.removeFirst())
+                    let reply = try connection().connection.reply(to: outstanding.removeFirst())
                     if case .failure(let code, let message) = reply, firstFailure == nil {
                         firstFailure = .server(code, message)
                     }
@@ -181,7 +191,7 @@ public final class SamepageClient: @unchecked Sendable {
                 if firstFailure != nil { break }
                 let count = Int(min(UInt64(halfPages), totalPages - page))
                 let half = chunk % 2
-                let destination = staging.base + half * halfPages * Page.size
+                let destination = stagingSession.staging.base + half * halfPages * Page.size
                 let offset = page * UInt64(Page.size)
                 let bytes = Int(min(UInt64(count * Page.size), length - offset))
                 do throws(SamepageError) {
@@ -190,20 +200,20 @@ public final class SamepageClient: @unchecked Sendable {
                     firstFailure = error
                     break
                 }
-                outstanding.append(try connection.send(.putPages(upload: upload, stagingPage: UInt32(half * halfPages), pageCount: UInt32(count))))
+                outstanding.append(try connection().connection.send(.putPages(upload: upload, stagingPage: UInt32(half * halfPages), pageCount: UInt32(count))))
                 page += UInt64(count)
                 chunk += 1
             }
             try drain(keeping: 0)
             if let firstFailure {
                 // The server may already have dropped the upload (region full); abort is harmless.
-                _ = try connection.reply(to: try connection.send(.putAbort(upload: upload)))
+                _ = try connection().connection.reply(to: try connection().connection.send(.putAbort(upload: upload)))
                 throw firstFailure
             }
-            let reply = try connection.call(.putCommit(upload: upload))
+            let reply = try connection().connection.call(.putCommit(upload: upload))
             guard case .committed(let id) = reply else { throw ClientConnection.unexpected(reply, "committed") }
             return id
-        }
+        } }
     }
 
     // MARK: Map
@@ -213,15 +223,15 @@ public final class SamepageClient: @unchecked Sendable {
     /// stays alive while mapped, even if someone deletes it.
     public func map(_ id: ObjectID, mode: MappingMode = .readOnly) throws(SamepageError) -> ObjectMapping {
         try lock.withLock { () throws(SamepageError) in
-            let requestID = try connection.send(.map(id))
-            let first = try ClientConnection.check(try connection.reply(to: requestID))
+            let requestID = try connection().connection.send(.map(id))
+            let first = try ClientConnection.check(try connection().connection.reply(to: requestID))
             guard case .mapped(let handle, let length, let runCount) = first else {
                 throw ClientConnection.unexpected(first, "mapped")
             }
             var runs: [PageRun] = []
             runs.reserveCapacity(Int(runCount))
             while true {
-                let reply = try connection.reply(to: requestID)
+                let reply = try connection().connection.reply(to: requestID)
                 guard case .runs(let part, let more) = reply else { throw ClientConnection.unexpected(reply, "runs") }
                 runs.append(contentsOf: part)
                 if !more { break }
@@ -232,7 +242,7 @@ public final class SamepageClient: @unchecked Sendable {
                 mappings[UInt(bitPattern: base)] = (handle, mappedLength)
                 return ObjectMapping(client: self, base: base, length: Int(length), mode: mode)
             } catch {
-                _ = try? connection.call(.unmap(handle: handle))
+                _ = try? connection().connection.call(.unmap(handle: handle))
                 throw error
             }
         }
@@ -257,7 +267,7 @@ public final class SamepageClient: @unchecked Sendable {
             let bytes = Int(run.count) * Page.size
             if !run.isZero {
                 do {
-                    _ = try Syscall.mmap(base + offset, bytes, prot, MAP_PRIVATE | MAP_FIXED, region.rawValue,
+                    _ = try Syscall.mmap(base + offset, bytes, prot, MAP_PRIVATE | MAP_FIXED, session.region.rawValue,
                                          UInt64(run.start) << UInt64(Page.shift))
                 } catch {
                     Syscall.munmap(base, total)
@@ -277,7 +287,7 @@ public final class SamepageClient: @unchecked Sendable {
             }
             // Unmap first: once the server drops the pin, the pages may be reused.
             Syscall.munmap(base, mapping.length)
-            _ = try connection.call(.unmap(handle: mapping.handle))
+            _ = try connection().connection.call(.unmap(handle: mapping.handle))
         }
     }
 

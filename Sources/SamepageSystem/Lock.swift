@@ -15,6 +15,10 @@ public final class Lock: @unchecked Sendable {
         mutex.deallocate()
     }
 
+    /// For fork handlers, which must hold a lock across fork(); everything else uses withLock.
+    public func lock() { pthread_mutex_lock(mutex) }
+    public func unlock() { pthread_mutex_unlock(mutex) }
+
     public func withLock<R: ~Copyable, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }

@@ -202,6 +202,10 @@ final class MergeEngine: @unchecked Sendable {
     }
 
     private func scanSlice(_ range: MergeRange, _ from: Int, _ to: Int) throws(SamepageError) {
+        try client.stagingLock.withLock { () throws(SamepageError) in try scanSliceHoldingStaging(range, from, to) }
+    }
+
+    private func scanSliceHoldingStaging(_ range: MergeRange, _ from: Int, _ to: Int) throws(SamepageError) {
         let count = to - from
         let staging = client.stagingBase
         let sliceAddress = UnsafeRawPointer(bitPattern: range.address(from))!
@@ -402,6 +406,24 @@ final class MergeEngine: @unchecked Sendable {
             }
             sp_guard_end()
         }
+    }
+
+    // MARK: Fork
+
+    /// In the child after fork (one thread, locks free): give merged pages private copies, forget
+    /// the parent's references and scanner thread, keep the ranges and the switch.
+    func resetAfterFork() {
+        scanner = nil
+        for range in ranges {
+            _ = unmerge(range, 0, range.pageCount)
+        }
+        cursorRange = 0
+        cursorPage = 0
+        fullScans = 0
+        pagesScanned = 0
+        pagesSkipped = 0
+        volatileThisScan = 0
+        volatileLastScan = 0
     }
 
     // MARK: Statistics

@@ -1,0 +1,36 @@
+import Glibc
+import SamepageCore
+import SamepageSystem
+import SystemPackage
+
+/// One live connection's resources: the socket, the region fd the server sent, and the staging
+/// memory. A client replaces its session when it must reconnect (in a child after fork).
+final class ClientSession {
+    var connection: ClientConnection
+    let region: OwnedDescriptor
+    let staging: MemoryMapping
+    let regionBytes: UInt64
+
+    init(socketPath: String, name: String, stagingBytes: Int) throws(SamepageError) {
+        let stagingSize = max(2, stagingBytes / Page.size) * Page.size
+        let stagingFD = try systemCall("cannot create staging memory") { () throws(Errno) in
+            try Memfd.create(name: "samepage-staging", size: UInt64(stagingSize), seals: [.shrink, .grow, .seal])
+        }
+        let stagingMapping = try systemCall("cannot map staging memory") { () throws(Errno) in
+            try MemoryMapping(fd: stagingFD.rawValue, length: stagingSize, writable: true, shared: true)
+        }
+        var connection = try ClientConnection(socketPath: socketPath)
+        let helloID = try connection.send(.hello(version: Request.version, clientName: name), passing: stagingFD.rawValue)
+        var regionFD: OwnedDescriptor?
+        let reply = try ClientConnection.check(try connection.reply(to: helloID, descriptor: &regionFD))
+        guard case .welcome(_, let regionBytes, let pageSize) = reply else {
+            throw ClientConnection.unexpected(reply, "welcome")
+        }
+        guard pageSize == UInt32(Page.size) else { throw .protocolViolation("server page size \(pageSize)") }
+        guard let regionFD = regionFD.take() else { throw .protocolViolation("welcome without the region fd") }
+        self.region = regionFD
+        self.regionBytes = regionBytes
+        self.staging = stagingMapping
+        self.connection = connection
+    }
+}
