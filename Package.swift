@@ -56,7 +56,10 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "SamepageClient",
-            dependencies: ["SamepageCore", "SamepageSystem"],
+            dependencies: [
+                "SamepageCore", "SamepageSystem", "CSamepageShim",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict),
         .executableTarget(
             name: "samepaged",
@@ -76,6 +79,10 @@ let package = Package(
         .executableTarget(
             name: "samepage-probe",
             dependencies: ["SamepageClient", "SamepageSystem"],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "samepage-ksm-selftest",
+            dependencies: ["SamepageClient", "SamepageSystem", "CSamepageShim"],
             swiftSettings: strict),
         .testTarget(
             name: "SamepageCoreTests",

@@ -25,6 +25,7 @@ extension SamepageClient {
             if let engine { return engine }
             let view = try makeRegionView()
             let created = MergeEngine(client: self, regionView: view, regionBytes: Int(regionBytes))
+            created.mergeAny = getenv(Self.memoryMergeVariable).map { String(cString: $0) == "1" } ?? false
             engine = created
             return created
         }
@@ -55,8 +56,13 @@ extension SamepageClient {
 
     /// Sets a scanner parameter by its KSM name: `pages_to_scan`, `sleep_millisecs`,
     /// `use_zero_pages`, `smart_scan`, `advisor_target_scan_time`, `advisor_min_pages_to_scan`,
-    /// `advisor_max_pages_to_scan`, and `run` (0 stops the scanner thread, 1 starts it).
+    /// `advisor_max_pages_to_scan`, `run` (0 stops the scanner thread, 1 starts it), and
+    /// `max_page_sharing`, which is the dedup domain's and changes only while it stores no pages.
     public func setMergeParameter(_ name: String, _ value: UInt64) throws(SamepageError) {
+        if name == "max_page_sharing" {
+            try lock.withLock { () throws(SamepageError) in _ = try configure(name, value) }
+            return
+        }
         let engine = try mergeEngine()
         if name == "run" {
             guard value <= 1 else { throw .invalidArgument("run is 0 or 1") }
@@ -83,6 +89,9 @@ extension SamepageClient {
     /// (those made before too); off, all of them are unmerged.
     public func setMemoryMerge(_ on: Bool) throws(SamepageError) {
         let engine = try mergeEngine()
+        // Like the kernel's flag, the switch survives exec: the environment carries it to the
+        // next program, whose client starts with it on.
+        if on { setenv(Self.memoryMergeVariable, "1", 1) } else { unsetenv(Self.memoryMergeVariable) }
         let allocations = engine.lock.withLock { () -> [(UInt, Int)] in
             engine.mergeAny = on
             return engine.allocations.map { ($0.key, $0.value) }
@@ -91,6 +100,8 @@ extension SamepageClient {
             try advise(UnsafeMutableRawPointer(bitPattern: start)!, length: length, on ? .mergeable : .unmergeable)
         }
     }
+
+    static let memoryMergeVariable = "SAMEPAGE_MEMORY_MERGE"
 
     /// Like prctl(PR_GET_MEMORY_MERGE).
     public var memoryMerge: Bool {

@@ -108,6 +108,11 @@ public final class SamepageClient: @unchecked Sendable {
         }
     }
 
+    /// Sends `configure`; the caller holds the lock.
+    func configure(_ name: String, _ value: UInt64) throws(SamepageError) -> Reply {
+        try connection().connection.call(.configure(name: name, value: value))
+    }
+
     func send(_ report: ScanReport) throws(SamepageError) {
         try lock.withLock { () throws(SamepageError) in _ = try connection().connection.call(.scanReport(report)) }
     }

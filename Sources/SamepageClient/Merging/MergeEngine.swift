@@ -103,7 +103,8 @@ final class MergeEngine: @unchecked Sendable {
             ranges = kept
             cursorRange = 0
             cursorPage = 0
-            try client.releaseMerged(releases)
+            try client.releaseMerged(releases + pendingReleases)
+            pendingReleases.removeAll()
         }
     }
 
@@ -298,6 +299,8 @@ final class MergeEngine: @unchecked Sendable {
         }
         releases += applyMerges(merges)
         applyZeroes(range, zeros)
+        releases += pendingReleases
+        pendingReleases.removeAll()
         if !releases.isEmpty { try client.releaseMerged(releases) }
     }
 
@@ -428,8 +431,47 @@ final class MergeEngine: @unchecked Sendable {
 
     // MARK: Statistics
 
+    /// References of pages found unshared outside a scan (by `statistics`), dropped with the next
+    /// scan's requests.
+    private var pendingReleases: [PageNumber] = []
+
+    /// Brings page states up to date without scanning: merged pages whose copy-on-write broke
+    /// (pagemap) and discarded zero pages that were written are ordinary pages again. So the
+    /// process's figures are true at once, as the kernel's are; the server's references go with
+    /// the next scan.
+    private func refreshStates() {
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+        defer { scratch.deallocate() }
+        for range in ranges where range.state.contains(where: { $0 != .normal }) {
+            var pagemap = [UInt64](repeating: 0, count: range.pageCount)
+            if pagemapFD >= 0 {
+                _ = pagemap.withUnsafeMutableBytes { raw in
+                    try? Syscall.pread(pagemapFD, raw, offset: UInt64(range.start / 4096) * 8)
+                }
+            }
+            for index in 0..<range.pageCount {
+                switch range.state[index] {
+                case .merged where pagemap[index] & (1 << 63) != 0 && pagemap[index] & (1 << 61) == 0:
+                    pendingReleases.append(range.region[index])
+                    range.state[index] = .normal
+                    range.checksum[index] = 0
+                case .zero:
+                    let address = UnsafeRawPointer(bitPattern: range.address(index))!
+                    let read = (try? Syscall.readOwnMemory(into: scratch, from: address, count: 4096)) ?? 0
+                    if read == 4096 && memcmp(scratch, ZeroPage.pointer, 4096) != 0 {
+                        range.state[index] = .normal
+                        range.checksum[index] = 0
+                    }
+                default:
+                    break
+                }
+            }
+        }
+    }
+
     func statistics() -> ProcessMergeStatistics {
         lock.withLock {
+            refreshStates()
             var s = ProcessMergeStatistics()
             for range in ranges {
                 s.rmapItems += range.pageCount

@@ -32,6 +32,9 @@ public enum Request: Equatable, Sendable {
     case mergeRelease(pages: [PageNumber])
     /// The client's scanner statistics, for the domain-wide figures.
     case scanReport(ScanReport)
+    /// Sets a domain-wide tunable: today `max_page_sharing`, which, as in KSM, can change only
+    /// while the domain stores no pages.
+    case configure(name: String, value: UInt64)
 
     public var kind: MessageKind {
         switch self {
@@ -48,6 +51,7 @@ public enum Request: Equatable, Sendable {
         case .mergeScan: .mergeScan
         case .mergeRelease: .mergeRelease
         case .scanReport: .scanReport
+        case .configure: .configure
         }
     }
 
@@ -83,6 +87,9 @@ public enum Request: Equatable, Sendable {
             for page in pages { w.write(page) }
         case .scanReport(let report):
             report.encode(into: &w)
+        case .configure(let name, let value):
+            w.write(name)
+            w.write(value)
         }
         return FrameEncoder.encode(kind: kind.rawValue, requestID: requestID, payload: w.bytes)
     }
@@ -123,6 +130,7 @@ public enum Request: Equatable, Sendable {
             for _ in 0..<count { pages.append(try r.read()) }
             request = .mergeRelease(pages: pages)
         case .scanReport: request = .scanReport(try ScanReport(from: &r))
+        case .configure: request = .configure(name: try r.readString(), value: try r.read())
         default: throw .unknownKind(frame.header.kind)
         }
         try r.expectEnd()
@@ -145,6 +153,7 @@ public enum MessageKind: UInt16, Sendable {
     case mergeScan = 11
     case mergeRelease = 12
     case scanReport = 13
+    case configure = 14
 
     case welcome = 0x8001
     case pong = 0x8002

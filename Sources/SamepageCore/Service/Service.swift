@@ -80,6 +80,14 @@ public final class Service {
             return try mergeRelease(pages, session: session)
         case .scanReport(let report):
             return scanReport(report, session: session)
+        case .configure(let name, let value):
+            guard name == "max_page_sharing" else { throw RequestFailure(.badRequest, "unknown parameter \(name)") }
+            guard value >= 2 && value <= UInt64(UInt32.max) else { throw RequestFailure(.badRequest, "max_page_sharing must be at least 2") }
+            guard domain.store.pagesInUse == 0 else {
+                throw RequestFailure(.notPermitted, "max_page_sharing can change only while the domain stores no pages (as in KSM)")
+            }
+            domain.store.maxPageSharing = UInt32(value)
+            return [.done]
         case .putBegin(let handle, let length):
             guard session.uploads[handle] == nil else { throw RequestFailure(.badRequest, "upload \(handle) already open") }
             guard session.uploads.count < limits.maxUploads else {

@@ -24,6 +24,7 @@ enum Binaries {
     static var samepaged: String { directory + "/samepaged" }
     static var samepage: String { directory + "/samepage" }
     static var probe: String { directory + "/samepage-probe" }
+    static var selftest: String { directory + "/samepage-ksm-selftest" }
 }
 
 /// A finished command.

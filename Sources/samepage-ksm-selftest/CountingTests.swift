@@ -1,0 +1,131 @@
+import Glibc
+import SamepageClient
+import SamepageSystem
+
+// ksm_tests.c: the counting, unmerge, zero-page, max_page_sharing, merge-time and COW-time modes.
+
+/// Kernel (-M): N equal pages merge into one: pages_shared 1, pages_sharing N - 1.
+func testMergeCount() throws -> Outcome {
+    let client = try connect()
+    let pages = 64
+    _ = try mmapAndMergeRange(client, value: 0x2a, size: pages * pageSize, mode: .madvise)
+    let stats = try serverStatistics(client)
+    try expect(stats["pages_shared"] == 1 && stats["pages_sharing"] == Int64(pages - 1),
+               "pages_shared \(stats["pages_shared"]!) pages_sharing \(stats["pages_sharing"]!), kernel expects 1 and \(pages - 1)")
+    return .pass("pages_shared 1, pages_sharing \(pages - 1)")
+}
+
+/// Kernel (-U): two merged pages, one byte changed in each, one more scan: nothing merged.
+func testUnmergeCount() throws -> Outcome {
+    let client = try connect()
+    let map = try mmapAndMergeRange(client, value: 0x2a, size: 2 * pageSize, mode: .madvise)
+    map.storeBytes(of: UInt8(ascii: "-"), as: UInt8.self)
+    (map + pageSize).storeBytes(of: UInt8(ascii: "+"), as: UInt8.self)
+    try client.scan(fullScans: 1)
+    let stats = try serverStatistics(client)
+    try expect(stats["pages_shared"] == 0 && stats["pages_sharing"] == 0,
+               "pages_shared \(stats["pages_shared"]!) pages_sharing \(stats["pages_sharing"]!), kernel expects 0 and 0")
+    try expect(map.load(as: UInt8.self) == UInt8(ascii: "-") && (map + pageSize).load(as: UInt8.self) == UInt8(ascii: "+"),
+               "writes lost")
+    return .pass("writes unmerged the pages")
+}
+
+/// Kernel (-Z): N zero pages; use_zero_pages 1: pages_shared 0, pages_sharing 0 (they are
+/// zero pages); use_zero_pages 0: they merge like any page (1 and N - 1).
+func testZeroPageMerge() throws -> Outcome {
+    let pages = 64
+    for useZeroPages in [UInt64(1), 0] {
+        let client = try connect()
+        try client.setMergeParameter("use_zero_pages", useZeroPages)
+        let map = try mmapAndMergeRange(client, value: 0, size: pages * pageSize, mode: .madvise)
+        let stats = try serverStatistics(client)
+        let expected: (Int64, Int64) = useZeroPages == 1 ? (0, 0) : (1, Int64(pages - 1))
+        try expect(stats["pages_shared"] == expected.0 && stats["pages_sharing"] == expected.1,
+                   "use_zero_pages \(useZeroPages): pages_shared \(stats["pages_shared"]!) pages_sharing \(stats["pages_sharing"]!)")
+        if useZeroPages == 1 {
+            try expect(client.processStatistics().zeroPages == pages, "ksm_zero_pages \(client.processStatistics().zeroPages)")
+        }
+        try client.advise(map, length: pages * pageSize, .unmergeable)
+    }
+    return .pass("zero pages counted as the kernel counts them, both ways")
+}
+
+/// Kernel (-N): N equal pages under max_page_sharing M follow the count rule (a leftover single
+/// page cannot merge).
+func testMaxPageSharing() throws -> Outcome {
+    let m = 4
+    for n in [4, 5, 6, 9, 11] {
+        let client = try connect()
+        try client.setMergeParameter("max_page_sharing", UInt64(m))
+        let map = try mmapAndMergeRange(client, value: 0x33, size: n * pageSize, mode: .madvise)
+        let stats = try serverStatistics(client)
+        let expected = expectedCounts(duplicates: n, maxPageSharing: m)
+        try expect(stats["pages_shared"] == Int64(expected.shared) && stats["pages_sharing"] == Int64(expected.sharing),
+                   "N=\(n) M=\(m): pages_shared \(stats["pages_shared"]!) pages_sharing \(stats["pages_sharing"]!), kernel expects \(expected)")
+        try client.advise(map, length: n * pageSize, .unmergeable)
+    }
+    return .pass("the count rule holds for N = 4, 5, 6, 9, 11 and M = 4")
+}
+
+/// KSM: a page whose checksum changed between two scans is volatile and is not merged; it
+/// merges once it stops changing (two more scans).
+func testVolatile() throws -> Outcome {
+    let client = try connect()
+    let pages = 16
+    let map = try Syscall.mmap(nil, pages * pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    memset(map, 0x44, pages * pageSize)
+    try client.advise(map, length: pages * pageSize, .mergeable)
+    try client.scan(fullScans: 1)
+    try expect(client.processStatistics().mergingPages == 0, "merged after one scan: KSM needs two")
+    // Page 0 changes between every scan: it never merges.
+    for round in 1...3 {
+        map.storeBytes(of: UInt8(round), as: UInt8.self)
+        try client.scan(fullScans: 1)
+    }
+    let stats = client.processStatistics()
+    try expect(stats.mergingPages == pages - 1, "merging pages \(stats.mergingPages), expected \(pages - 1)")
+    try expect(stats.pagesVolatile >= 1, "pages_volatile \(stats.pagesVolatile)")
+    try client.scan(fullScans: 2)
+    try expect(client.processStatistics().mergingPages == pages - 1, "a changed page merged with different content")
+    return .pass("a page changed between scans stays unmerged")
+}
+
+/// Kernel (-P): the time to merge `size` of duplicates (ksm_tests prints MiB/s); here the two
+/// scans and the unmerge, as figures, with the content checked.
+func testMergeTime() throws -> Outcome {
+    let client = try connect()
+    let size = 64 * MiB
+    let map = try Syscall.mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    for offset in stride(from: 0, to: size, by: pageSize) {
+        (map + offset).storeBytes(of: UInt64(offset / pageSize % 64), as: UInt64.self)
+    }
+    try client.advise(map, length: size, .mergeable)
+    let merge = try seconds { try client.scan(fullScans: 2) }
+    let merged = client.processStatistics().mergingPages
+    let unmerge = try seconds { try client.advise(map, length: size, .unmergeable) }
+    for offset in stride(from: 0, to: size, by: pageSize) {
+        try expect((map + offset).load(as: UInt64.self) == UInt64(offset / pageSize % 64), "content changed")
+    }
+    try expect(merged == size / pageSize, "merged \(merged) of \(size / pageSize)")
+    return .pass("merge: \(fixed(64 / merge, 0)) MiB/s (\(fixed(merge, 3)) s for 64 MiB, 2 scans); unmerge: \(fixed(64 / unmerge, 0)) MiB/s")
+}
+
+/// Kernel (-C): the cost of a copy-on-write write to merged pages against writes to ordinary
+/// pages (ksm_tests prints both).
+func testCowTime() throws -> Outcome {
+    let client = try connect()
+    let size = 16 * MiB
+    let plain = try Syscall.mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    memset(plain, 0x5a, size)
+    let merged = try mmapAndMergeRange(client, value: 0x5a, size: size, mode: .madvise)
+    try expect(client.processStatistics().mergingPages == size / pageSize, "not merged")
+    func touchEveryPage(_ base: UnsafeMutableRawPointer) {
+        for offset in stride(from: 0, to: size, by: pageSize) { (base + offset).storeBytes(of: UInt8(1), as: UInt8.self) }
+    }
+    let plainTime = seconds { touchEveryPage(plain) }
+    let cowTime = seconds { touchEveryPage(merged) }
+    try expect(client.processStatistics().mergingPages == 0, "writes did not break the sharing")
+    let pages = Double(size / pageSize)
+    let plainMicros = plainTime / pages * 1e6, cowMicros = cowTime / pages * 1e6
+    return .pass("write to an ordinary page \(fixed(plainMicros)) µs, to a merged page (COW) \(fixed(cowMicros)) µs")
+}
