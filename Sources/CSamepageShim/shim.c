@@ -174,9 +174,18 @@ static _Atomic int guard_active;
 static _Atomic uint64_t guard_absorbed;
 static struct sigaction guard_previous;
 static _Atomic int guard_installed;
-// A fault can be delivered after the guard it hit has ended (the scanner finished between the
-// fault and the handler): the handler then retries once or twice and succeeds. A fault that keeps
-// coming back at the same address is not ours (the application protected the page itself).
+
+// The mergeable ranges of the process, as an immutable array of (start, end) pairs swapped in
+// whole. A fault can be delivered after the guard it hit has moved on to another run (the
+// scanner is quick, the faulting thread may be preempted): a write fault anywhere in mergeable
+// memory is therefore retried, not only one in the current guard. Arrays replaced are kept (never
+// freed) because a handler may still be reading one; ranges change rarely.
+struct guard_ranges { size_t count; uintptr_t pairs[]; };
+static struct guard_ranges *_Atomic guard_mergeable;
+
+// A fault that keeps coming back at the same address is not ours (the application protected
+// the page itself): after this many retries it goes to the previous handler.
+#define GUARD_MAX_RETRIES 100000
 static __thread uintptr_t guard_last_address;
 static __thread unsigned guard_retries;
 
@@ -192,18 +201,39 @@ static void guard_chain(int signo, siginfo_t *info, void *context) {
     }
 }
 
+static int guard_in_mergeable(uintptr_t address) {
+    struct guard_ranges *ranges = atomic_load(&guard_mergeable);
+    if (ranges == NULL) return 0;
+    for (size_t i = 0; i < ranges->count; i++) {
+        if (address >= ranges->pairs[2 * i] && address < ranges->pairs[2 * i + 1]) return 1;
+    }
+    return 0;
+}
+
 static void guard_handler(int signo, siginfo_t *info, void *context) {
     uintptr_t address = (uintptr_t)info->si_addr;
-    uintptr_t start = atomic_load(&guard_start), end = atomic_load(&guard_end);
-    if (info->si_code == SEGV_ACCERR && address >= start && address < end) {
-        if (address != guard_last_address) { guard_last_address = address; guard_retries = 0; }
-        if (guard_retries++ < 1000) {
-            while (atomic_load(&guard_active) && atomic_load(&guard_start) == start) sched_yield();
-            atomic_fetch_add(&guard_absorbed, 1);
-            return;
+    if (info->si_code == SEGV_ACCERR) {
+        uintptr_t start = atomic_load(&guard_start), end = atomic_load(&guard_end);
+        int in_guard = atomic_load(&guard_active) && address >= start && address < end;
+        if (in_guard || guard_in_mergeable(address)) {
+            if (address != guard_last_address) { guard_last_address = address; guard_retries = 0; }
+            if (guard_retries++ < GUARD_MAX_RETRIES) {
+                while (atomic_load(&guard_active) && atomic_load(&guard_start) == start && in_guard) sched_yield();
+                if (!in_guard) sched_yield();
+                atomic_fetch_add(&guard_absorbed, 1);
+                return;
+            }
         }
     }
     guard_chain(signo, info, context);
+}
+
+void sp_guard_set_mergeable(const uintptr_t *pairs, size_t count) {
+    struct guard_ranges *ranges = malloc(sizeof *ranges + 2 * count * sizeof(uintptr_t));
+    if (ranges == NULL) return;
+    ranges->count = count;
+    memcpy(ranges->pairs, pairs, 2 * count * sizeof(uintptr_t));
+    atomic_store(&guard_mergeable, ranges);
 }
 
 int sp_guard_install(void) {

@@ -10,6 +10,9 @@
 //                                        mergeable, run SCANS full scans, print the process's
 //                                        figures, wait for a line on stdin ("scan N", "check",
 //                                        "unmerge", "write I"), report, and exit at end of input
+//   samepage-probe stress SOCKET PAGES THREADS MILLISECONDS
+//                                        writers hammer merged and merging pages while the scanner
+//                                        runs; prints "ok ..." when every byte is what was written
 import Glibc
 import SamepageClient
 import SamepageCore
@@ -29,6 +32,9 @@ let arguments = CommandLine.arguments
 if arguments.count >= 2 && arguments[1] == "merge" {
     runMergeProbe(Array(arguments.dropFirst(2)))
     exit(0)
+}
+if arguments.count >= 2 && arguments[1] == "stress" {
+    runStressProbe(Array(arguments.dropFirst(2)))
 }
 guard arguments.count == 4, let id = ObjectID(arguments[3]) else {
     die("usage: samepage-probe hold|cow SOCKET ID | merge SOCKET PAGES DISTINCT SEED SCANS [PARAM=VALUE...]")

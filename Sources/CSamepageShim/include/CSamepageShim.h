@@ -98,6 +98,9 @@ int sp_guard_install(void);
 void sp_guard_begin(const void *start, size_t length);
 /// Ends the guard; writers waiting in the handler retry.
 void sp_guard_end(void);
+/// Publishes the process's mergeable ranges, `count` (start, end) pairs: a write fault in them
+/// is retried even when it arrives after the guard that caused it has ended.
+void sp_guard_set_mergeable(const uintptr_t *pairs, size_t count);
 /// Faults the handler absorbed (writes that raced a merge), for tests and statistics.
 uint64_t sp_guard_absorbed(void);
 #endif

@@ -79,7 +79,15 @@ final class MergeEngine: @unchecked Sendable {
             ranges.sort { $0.start < $1.start }
             cursorRange = min(cursorRange, max(0, ranges.count - 1))
             cursorPage = 0
+            publishRanges()
         }
+    }
+
+    /// Tells the merge guard where mergeable memory is (see sp_guard_set_mergeable).
+    private func publishRanges() {
+        var pairs: [UInt] = []
+        for range in ranges { pairs += [range.start, range.end] }
+        pairs.withUnsafeBufferPointer { sp_guard_set_mergeable($0.baseAddress, ranges.count) }
     }
 
     /// Unmerges [start, start + length) and stops tracking it: every merged page gets a private
@@ -103,6 +111,7 @@ final class MergeEngine: @unchecked Sendable {
             ranges = kept
             cursorRange = 0
             cursorPage = 0
+            publishRanges()
             try client.releaseMerged(releases + pendingReleases)
             pendingReleases.removeAll()
         }

@@ -1,0 +1,127 @@
+import Foundation
+import SamepageCore
+import Testing
+
+/// Mergeable memory across real processes: merges, references, races.
+@Suite(.serialized)
+struct MergeTests {
+    /// Starts `samepage-probe merge` (which fills, marks mergeable and scans), returning the
+    /// process, its stdin and its first report line.
+    func startMerger(_ server: ServerProcess, pages: Int, distinct: Int, seed: Int, scans: Int,
+                     parameters: [String] = []) throws -> (Process, FileHandle, FileHandle, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binaries.probe)
+        process.arguments = ["merge", server.socket, "\(pages)", "\(distinct)", "\(seed)", "\(scans)"] + parameters
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        let line = readLine(output.fileHandleForReading)
+        return (process, input.fileHandleForWriting, output.fileHandleForReading, line)
+    }
+
+    func readLine(_ handle: FileHandle) -> String {
+        var bytes: [UInt8] = []
+        while true {
+            let byte = handle.readData(ofLength: 1)
+            if byte.isEmpty || byte[0] == 10 { break }
+            bytes.append(byte[0])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    func send(_ command: String, to input: FileHandle, reading output: FileHandle) -> String {
+        input.write(Data((command + "\n").utf8))
+        return readLine(output)
+    }
+
+    func field(_ line: String, _ name: String) -> Int? {
+        for part in line.split(separator: " ") where part.hasPrefix(name + "=") {
+            return Int(part.dropFirst(name.count + 1))
+        }
+        return nil
+    }
+
+    @Test("two processes with the same pages: the second process's pages merge with the first's")
+    func mergesAcrossProcesses() throws {
+        let server = try ServerProcess(regionSize: "256M")
+        defer { server.stop() }
+        let pages = 1024
+        // Each process: 1024 pages of 1024 different contents, the same in both.
+        let (a, aIn, aOut, aLine) = try startMerger(server, pages: pages, distinct: pages, seed: 5, scans: 2)
+        // Alone, nothing merges: every page is unique within the process.
+        #expect(field(aLine, "merging_pages") == 0, "\(aLine)")
+        let (b, bIn, bOut, bLine) = try startMerger(server, pages: pages, distinct: pages, seed: 5, scans: 2)
+        // B's second scan finds A's pages in the unstable tree: B merges, A is asked to.
+        #expect(field(bLine, "merging_pages") == pages, "\(bLine)")
+        // A merges on its next scan (its pages' pairs are now stable pages).
+        let aAfter = send("scan 1", to: aIn, reading: aOut)
+        #expect(field(aAfter, "merging_pages") == pages, "\(aAfter)")
+        let stats = try server.statistics()
+        #expect(stats["pages_shared"] == Int64(pages))
+        #expect(stats["pages_sharing"] == Int64(pages))
+        #expect(stats["region_bytes_used"] == Int64(pages * 4096))
+        #expect(send("check", to: aIn, reading: aOut) == "ok")
+        #expect(send("check", to: bIn, reading: bOut) == "ok")
+
+        // A write in B breaks one page's sharing; B's next scan gives its reference back.
+        #expect(send("write 7", to: bIn, reading: bOut) == "ok")
+        _ = send("scan 1", to: bIn, reading: bOut)
+        let afterWrite = try server.statistics()
+        #expect(afterWrite["pages_sharing"] == Int64(pages - 1))
+        #expect(send("check", to: aIn, reading: aOut) == "ok", "B's write is B's alone")
+        #expect(send("check", to: bIn, reading: bOut) == "ok")
+
+        // B killed: its references go; A keeps its pages, now unshared.
+        kill(b.processIdentifier, SIGKILL)
+        b.waitUntilExit()
+        let afterKill = try server.waitForStatistics { $0["pages_sharing"] == 0 }
+        #expect(afterKill["pages_sharing"] == 0)
+        #expect(afterKill["pages_unshared"] == Int64(pages))
+        #expect(send("check", to: aIn, reading: aOut) == "ok")
+        let unmerged = send("unmerge", to: aIn, reading: aOut)
+        #expect(field(unmerged, "merging_pages") == 0)
+        #expect(send("check", to: aIn, reading: aOut) == "ok")
+        aIn.closeFile()
+        a.waitUntilExit()
+        let end = try server.waitForStatistics { $0["region_bytes_used"] == 0 }
+        #expect(end["region_bytes_used"] == 0)
+        #expect(end["pages_unshared"] == 0)
+    }
+
+    @Test("writers hammer merged and merging pages while the scanner runs: every byte is what was written")
+    func stress() throws {
+        let server = try ServerProcess(regionSize: "256M")
+        defer { server.stop() }
+        let result = try Command.run(Binaries.probe, ["stress", server.socket, "4096", "4", "3000"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.hasPrefix("ok bad_pages=0"), "\(result.stdout)")
+        // The scanner did merge while the writers wrote, and writes raced merges.
+        #expect((field(result.stdout, "most_merged") ?? 0) > 0, "\(result.stdout)")
+        let stats = try server.waitForStatistics { $0["region_bytes_used"] == 0 }
+        #expect(stats["region_bytes_used"] == 0)
+    }
+
+    @Test("a client cannot drop references it does not hold, nor scan outside its staging memory")
+    func mergeRequestsAreValidated() throws {
+        let server = try ServerProcess(regionSize: "64M")
+        defer { server.stop() }
+        let (a, aIn, aOut, aLine) = try startMerger(server, pages: 64, distinct: 1, seed: 3, scans: 2)
+        #expect(field(aLine, "merging_pages") == 64)
+        let before = try server.statistics()
+        let raw = try RawClient(socketPath: server.socket)
+        #expect(try raw.hello(pages: 16).kind == .welcome)
+        // Region page 0 is A's merged page: not this connection's to release.
+        #expect(try raw.call(.mergeRelease(pages: [0])).failureCode == .badRequest)
+        #expect(try raw.call(.mergeScan(round: 1, flags: [], stagingPage: 10, keys: Array(0..<10))).failureCode == .badRequest)
+        #expect(try raw.call(.mergeScan(round: 1, flags: [], stagingPage: 0,
+                                        keys: Array(repeating: 0, count: 4097))).failureCode == .limitExceeded)
+        #expect(try raw.call(.configure(name: "max_page_sharing", value: 8)).failureCode == .notPermitted,
+                "max_page_sharing cannot change while pages are stored")
+        #expect(try raw.call(.ping) == .pong)
+        #expect(try server.statistics()["pages_sharing"] == before["pages_sharing"])
+        #expect(send("check", to: aIn, reading: aOut) == "ok")
+        aIn.closeFile()
+        a.waitUntilExit()
+    }
+}
