@@ -17,8 +17,11 @@ let package = Package(
         .library(name: "SamepageClient", targets: ["SamepageClient"]),
         .library(name: "SamepageCore", targets: ["SamepageCore"]),
         .library(name: "SamepageServer", targets: ["SamepageServer"]),
-        .executable(name: "samepaged", targets: ["samepaged"]),
+        // The C interface (samepage.h). SwiftPM names it libSamepageC.so (a product may not share
+        // the CLI's name); scripts/install-c-library installs it as libsamepage.so.
+        .library(name: "SamepageC", type: .dynamic, targets: ["SamepageCABI"]),
         .executable(name: "samepage", targets: ["samepage"]),
+        .executable(name: "samepaged", targets: ["samepaged"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
@@ -60,6 +63,11 @@ let package = Package(
                 "SamepageCore", "SamepageSystem", "CSamepageShim",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            swiftSettings: strict),
+        .target(name: "CSamepageABI"),
+        .target(
+            name: "SamepageCABI",
+            dependencies: ["CSamepageABI", "SamepageClient", "SamepageCore"],
             swiftSettings: strict),
         .executableTarget(
             name: "samepaged",

@@ -284,6 +284,12 @@ public final class SamepageClient: @unchecked Sendable {
         return base
     }
 
+    /// Unmaps a mapping made by `map` (by its address, for callers that detached it, such as the
+    /// C interface) and lets the server drop the object's pin.
+    public func unmap(address: UnsafeMutableRawPointer) throws(SamepageError) {
+        try unmap(base: address)
+    }
+
     /// Unmaps a mapping made by `map` and lets the server drop the object's pin.
     func unmap(base: UnsafeMutableRawPointer) throws(SamepageError) {
         try lock.withLock { () throws(SamepageError) in
@@ -339,6 +345,14 @@ public struct ObjectMapping: ~Copyable, @unchecked Sendable {
     public var mutableBytes: UnsafeMutableRawBufferPointer {
         precondition(mode == .copyOnWrite, "a read-only mapping cannot be written")
         return UnsafeMutableRawBufferPointer(start: base, count: length)
+    }
+
+    /// Hands the mapping to the caller, who unmaps it with `SamepageClient.unmap(address:)`.
+    public consuming func detach() -> UnsafeMutableRawPointer {
+        let base = self.base
+        owner.release()
+        discard self
+        return base
     }
 
     public consuming func unmap() throws(SamepageError) {
