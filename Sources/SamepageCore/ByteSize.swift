@@ -3,7 +3,11 @@
 public enum ByteSize {
     public static func parse(_ text: String) -> UInt64? {
         var s = Substring(text.trimmingCharacters(in: " \t")).uppercased()[...]
-        if s.hasSuffix("IB") { s = s.dropLast(2) } else if s.hasSuffix("B") { s = s.dropLast() }
+        if s.hasSuffix("IB"), s.dropLast(2).last.map({ "KMGT".contains($0) }) == true {
+            s = s.dropLast(2)
+        } else if s.hasSuffix("B") {
+            s = s.dropLast()
+        }
         var shift: UInt64 = 0
         switch s.last {
         case "K": shift = 10

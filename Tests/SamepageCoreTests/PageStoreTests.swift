@@ -161,6 +161,7 @@ struct PageStoreTests {
         #expect(f.store.counters.zeroPages == 5)
         #expect(f.budget.used == 1)
 
+        f.backing.released.removeAll()  // what finish gave back of the placements
         f.store.release(runs)
         #expect(f.store.counters == makeCounters(zero: 2))
         f.store.release(zeros)
@@ -191,11 +192,13 @@ struct PageStoreTests {
 
     @Test func newPagesStayContiguousAcrossIngestCalls() throws {
         let f = StoreFixture()
-        _ = try f.put([100]) // page 0
+        let hole = try f.put([100]) // page 0
+        _ = try f.put([101]) // page 1
+        f.store.release(hole) // a one-page hole that a page-at-a-time placement would take
         // 12 new pages, in chunks of 5, 5, 2: one placement reserved for all of them.
         let (runs, error) = f.ingest(Array(1...12), chunk: 5)
         #expect(error == nil)
-        #expect(runs == [PageRun(start: 1, count: 12)])
+        #expect(runs == [PageRun(start: 2, count: 12)])
         f.expectContents(runs, Array(1...12))
         #expect(f.budget.used == 13)
         f.store._checkInvariants()
@@ -286,10 +289,21 @@ struct PageStoreTests {
         f.store._checkInvariants()
     }
 
+    @Test func finishGivesBackPreparedPagesThatWereNotFilled() throws {
+        let f = StoreFixture()
+        // Three pages wanted, one of them a duplicate: the third prepared page is never filled.
+        let a = try f.put([5, 6, 5])
+        #expect(a == [PageRun(start: 0, count: 2), PageRun(start: 0, count: 1)])
+        #expect(f.backing.released == [ExtentAllocator.Extent(start: 2, count: 1)])
+        #expect(f.store.pagesInUse == 2)
+        f.store._checkInvariants()
+    }
+
     @Test func releaseCoalescesAcrossRunsAndZeroRuns() throws {
         let f = StoreFixture()
         let a = try f.put([1, 2, 0, 3, 4])
         #expect(a == [PageRun(start: 0, count: 2), PageRun(start: .max, count: 1), PageRun(start: 2, count: 2)])
+        f.backing.released.removeAll()  // what finish gave back of the placement
         f.store.release(a)
         #expect(f.backing.released == [ExtentAllocator.Extent(start: 0, count: 4)])
         #expect(f.store.counters == StoreCounters())
@@ -300,6 +314,7 @@ struct PageStoreTests {
         let f = StoreFixture()
         let a = try f.put([9, 9, 8])
         #expect(f.store.owners(of: 0) == 2)
+        f.backing.released.removeAll()  // what finish gave back of the placement
         f.store.release(a)
         #expect(f.store.counters == StoreCounters())
         #expect(f.backing.releasedPages == 2)
@@ -503,6 +518,44 @@ struct PageStoreTests {
         #expect(runs.runs == [PageRun(start: .max, count: 2)])
         #expect(f.store.counters == makeCounters(zero: 2))
         #expect(f.budget.used == 0)
+        f.store._checkInvariants()
+    }
+
+    @Test func newPagesArePreparedAheadInBatches() throws {
+        let f = StoreFixture(pages: 256, stagingPages: 100)
+        let batch = PageStore.prepareAhead
+        #expect(batch > 1)
+        let runs = try f.put((1...100).map { UInt64($0) })
+        #expect(runs == [PageRun(start: 0, count: 100)])
+        // One call a batch, never past the placement.
+        #expect(f.backing.prepared == [ExtentAllocator.Extent(start: 0, count: min(batch, 100))]
+                + (batch < 100 ? [ExtentAllocator.Extent(start: batch, count: 100 - batch)] : []))
+
+        // Duplicates and zero pages prepare nothing; one new page prepares from its own page on.
+        let before = f.backing.prepared.count
+        _ = try f.put([1, 2, 0, 3])
+        #expect(f.backing.prepared.count == before)
+        // The placement is reserved at the first new page, for it and the pages after it.
+        _ = try f.put([1, 500, 2])
+        #expect(f.backing.prepared.count == before + 1)
+        #expect(f.backing.prepared.last == ExtentAllocator.Extent(start: 100, count: min(batch, 2)))
+        f.store._checkInvariants()
+    }
+
+    @Test func everyNewPageWasPrepared() throws {
+        let f = StoreFixture(pages: 300, stagingPages: 200)
+        var rng = SplitMix64(seed: 17)
+        var objects: [[PageRun]] = []
+        for _ in 0..<30 {
+            let contents = (0..<Int.random(in: 1...150, using: &rng)).map { _ in UInt64.random(in: 0...400, using: &rng) }
+            let (runs, error) = f.ingest(contents, chunk: Int.random(in: 1...70, using: &rng))
+            if error != nil { f.store.release(runs); continue }
+            objects.append(runs)
+            if objects.count > 3 { f.store.release(objects.removeFirst()) }
+        }
+        var covered = Set<PageNumber>()
+        for e in f.backing.prepared { for p in e.start..<(e.start + e.count) { covered.insert(p) } }
+        for runs in objects { for case let p? in expand(runs) { #expect(covered.contains(p), "page \(p) never prepared") } }
         f.store._checkInvariants()
     }
 

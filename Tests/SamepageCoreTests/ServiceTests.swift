@@ -143,7 +143,7 @@ struct ServiceTests {
                             .runs([PageRun(start: 0, count: 3)], more: false)])
         f.expectContents(c, [PageRun(start: 0, count: 3)], [1, 2, 3])
         #expect(c.session.mappingCount == 1)
-        #expect(f.stats(c)["region_bytes_used"] == 3 * 4096)
+        #expect(f.stats(c)["region_bytes_used"] == Int64(3 * Page.size))
         f.checkInvariants()
     }
 
@@ -154,6 +154,18 @@ struct ServiceTests {
         let mapped = try f.map(c, id)
         #expect(mapped.runs == [PageRun(start: 0, count: 3)])
         f.expectContents(c, mapped.runs, [4, 5, 6])
+    }
+
+    @Test func newPagesOfOneUploadAreContiguousAcrossPutPages() throws {
+        let f = ServiceFixture()
+        let c = try f.client()
+        let hole = try f.upload(c, [1, 2]) // pages 0, 1
+        _ = try f.upload(c, [3]) // page 2
+        // A two-page hole: a placement sized by each putPages (2 pages) would take it.
+        #expect(f.send(.delete(hole), c) == [.done])
+        let id = try f.upload(c, Array(4...11), chunk: 2)
+        #expect(try f.map(c, id).runs == [PageRun(start: 3, count: 8)])
+        f.checkInvariants()
     }
 
     @Test func zeroPagesAreZeroRuns() throws {
@@ -328,6 +340,28 @@ struct ServiceTests {
         #expect(f.send(.unmap(handle: m3.handle), b) == [.done])
         #expect(f.service.budget.used == 2)
         #expect(f.send(.unmap(handle: m2.handle), a) == [.done])
+        #expect(f.service.budget.used == 0)
+        f.checkInvariants()
+    }
+
+    @Test func mappingHandlesInUseAreNotReusedWhenTheCounterWraps() throws {
+        let f = ServiceFixture()
+        let c = try f.client()
+        let id = try f.upload(c, [1])
+        let first = try f.map(c, id) // handle 1, stays mapped
+        #expect(first.handle == 1)
+        c.session.nextHandle = .max // as after 2^32 - 2 map/unmap pairs
+        #expect(try f.map(c, id).handle == .max)
+        #expect(try f.map(c, id).handle == 0)
+        // The counter is back at 1, which is still mapped: it must not be handed out again.
+        let again = try f.map(c, id)
+        #expect(again.handle != first.handle)
+        #expect(c.session.mappingCount == 4)
+        // Every mapping can be unmapped, and then the deleted object's pages go: no pin was lost.
+        for handle in [first.handle, .max, 0, again.handle] {
+            #expect(f.send(.unmap(handle: handle), c) == [.done])
+        }
+        #expect(f.send(.delete(id), c) == [.done])
         #expect(f.service.budget.used == 0)
         f.checkInvariants()
     }
@@ -585,17 +619,21 @@ struct ServiceTests {
         _ = try f.upload(c, [1, 1, 0, 2])
         let list = f.service.statistics(of: c.session.domain)
         #expect(list.map(\.name) == ["pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
-                                     "stable_node_chains", "stable_node_dups", "ksm_zero_pages", "general_profit",
+                                     "pages_scanned", "pages_skipped", "full_scans", "stable_node_chains",
+                                     "stable_node_dups", "ksm_zero_pages", "general_profit",
                                      "region_bytes_used", "objects", "clients"])
         let s = f.stats(c)
         #expect(s["pages_shared"] == 1)
         #expect(s["pages_sharing"] == 1)
         #expect(s["pages_unshared"] == 1)
-        #expect(s["pages_volatile"] == 0)
+        #expect(s["pages_volatile"] == 0) // no client scanner has reported
+        #expect(s["pages_scanned"] == 0)
+        #expect(s["pages_skipped"] == 0)
+        #expect(s["full_scans"] == 0)
         #expect(s["stable_node_chains"] == 0)
         #expect(s["stable_node_dups"] == 0)
         #expect(s["ksm_zero_pages"] == 1)
-        #expect(s["region_bytes_used"] == 2 * 4096)
+        #expect(s["region_bytes_used"] == Int64(2 * Page.size))
         #expect(s["objects"] == 1)
         #expect(s["clients"] == 2)
         let metadata = c.session.domain.metadataBytes
@@ -614,7 +652,7 @@ struct ServiceTests {
         #expect(s["pages_unshared"] == 1)
         #expect(s["stable_node_chains"] == 1)
         #expect(s["stable_node_dups"] == 3)
-        #expect(s["region_bytes_used"] == 3 * 4096)
+        #expect(s["region_bytes_used"] == Int64(3 * Page.size))
         f.checkInvariants()
     }
 

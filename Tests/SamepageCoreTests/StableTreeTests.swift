@@ -13,6 +13,10 @@ struct StableTreeTests {
         return pages.sorted()
     }
 
+    private func removed(_ tree: inout StableTree, tag: UInt32, page: PageNumber) -> Bool {
+        tree.remove(tag: tag, page: page)
+    }
+
     @Test func capacityIsAPowerOfTwoAtLeastTheMinimum() {
         #expect(StableTree(minimumCapacity: 1).capacity == 16)
         #expect(StableTree(minimumCapacity: 16).capacity == 16)
@@ -46,7 +50,7 @@ struct StableTreeTests {
         #expect(tree.count == 3)
         #expect(candidates(tree, 0) == [0, PageRun.zeroStart - 1])
         #expect(candidates(tree, .max) == [0])
-        #expect(tree.remove(tag: 0, page: 0))
+        #expect(removed(&tree, tag: 0, page: 0))
         #expect(candidates(tree, 0) == [PageRun.zeroStart - 1])
         tree._checkInvariants()
     }
@@ -82,11 +86,11 @@ struct StableTreeTests {
     @Test func removeReportsAbsentEntries() {
         var tree = StableTree(minimumCapacity: 16)
         tree.insert(tag: 5, page: 1)
-        #expect(!tree.remove(tag: 5, page: 2)) // tag there, page not
-        #expect(!tree.remove(tag: 6, page: 1)) // page there, under another tag
+        #expect(!removed(&tree, tag: 5, page: 2)) // tag there, page not
+        #expect(!removed(&tree, tag: 6, page: 1)) // page there, under another tag
         #expect(tree.count == 1)
-        #expect(tree.remove(tag: 5, page: 1))
-        #expect(!tree.remove(tag: 5, page: 1))
+        #expect(removed(&tree, tag: 5, page: 1))
+        #expect(!removed(&tree, tag: 5, page: 1))
         #expect(tree.count == 0)
         #expect(candidates(tree, 5) == [])
         tree._checkInvariants()
@@ -102,7 +106,7 @@ struct StableTreeTests {
             var tree = StableTree(minimumCapacity: 16)
             for e in entries { tree.insert(tag: e.tag, page: e.page) }
             #expect(tree.capacity == 16)
-            #expect(tree.remove(tag: entries[victim].tag, page: entries[victim].page))
+            #expect(removed(&tree, tag: entries[victim].tag, page: entries[victim].page))
             tree._checkInvariants()
             #expect(tree.count == entries.count - 1)
             for tag in Set(entries.map(\.tag)) {
@@ -126,7 +130,7 @@ struct StableTreeTests {
             }
             entries.shuffle(using: &rng)
             while let e = entries.popLast() {
-                #expect(tree.remove(tag: e.tag, page: e.page))
+                #expect(removed(&tree, tag: e.tag, page: e.page))
                 tree._checkInvariants()
                 for tag in Set(entries.map(\.tag)) {
                     #expect(candidates(tree, tag) == entries.filter { $0.tag == tag }.map(\.page).sorted())
@@ -182,12 +186,12 @@ struct StableTreeTests {
                 let index = Int.random(in: 0..<shadow[tag]!.count, using: &rng)
                 let page = shadow[tag]!.remove(at: index)
                 if shadow[tag]!.isEmpty { shadow[tag] = nil }
-                #expect(tree.remove(tag: tag, page: page))
+                #expect(removed(&tree, tag: tag, page: page))
                 total -= 1
             } else {
                 let tag = randomTag()
                 let page = PageNumber.random(in: 500..<600, using: &rng) // never inserted
-                #expect(!tree.remove(tag: tag, page: page))
+                #expect(!removed(&tree, tag: tag, page: page))
             }
             tree._checkInvariants()
             #expect(tree.count == total)

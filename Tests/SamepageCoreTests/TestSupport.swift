@@ -20,7 +20,8 @@ struct SplitMix64: RandomNumberGenerator {
 final class MemoryBacking: RegionBacking {
     let base: UnsafeMutableRawPointer
     let pageCount: UInt32
-    private(set) var released: [ExtentAllocator.Extent] = []
+    var released: [ExtentAllocator.Extent] = []
+    private(set) var prepared: [ExtentAllocator.Extent] = []
 
     init(pageCount: UInt32) {
         self.pageCount = pageCount
@@ -36,6 +37,11 @@ final class MemoryBacking: RegionBacking {
         (base + Int(extent.start) * Page.size).initializeMemory(
             as: UInt8.self, repeating: 0, count: Int(extent.count) * Page.size)
         released.append(extent)
+    }
+
+    func prepare(_ extent: ExtentAllocator.Extent) {
+        precondition(extent.count > 0 && extent.end <= UInt64(pageCount), "prepare outside the region")
+        prepared.append(extent)
     }
 
     func page(_ n: PageNumber) -> UnsafeMutableRawPointer {

@@ -44,7 +44,8 @@ public struct ExtentAllocator: Sendable {
         return Extent(start: chosen.start, count: taken)
     }
 
-    /// Gives pages back. Freeing a page that is already free is a bug in the caller and traps.
+    /// Gives pages back. Freeing an extent whose first page is already free traps (a caller bug);
+    /// a partly overlapping free is not detected here, and the store never issues one.
     public mutating func free(_ extent: Extent) {
         precondition(extent.count > 0 && extent.end <= UInt64(totalPages))
         var merged = extent

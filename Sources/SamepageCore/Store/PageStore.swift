@@ -113,6 +113,9 @@ public final class PageStore {
     /// Gives back the pages a placement reserved but did not fill.
     public func finish(_ placement: inout Placement?) {
         if let p = placement, !p.isEmpty {
+            // Pages faulted in ahead but not filled go back to the kernel too: the region's memory
+            // must be what its content needs, nothing more.
+            if p.preparedEnd > p.next { backing.release(.init(start: p.next, count: p.preparedEnd - p.next)) }
             allocator.free(.init(start: p.next, count: p.end - p.next))
         }
         placement = nil

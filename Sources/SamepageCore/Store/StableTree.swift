@@ -43,7 +43,7 @@ public struct StableTree: ~Copyable {
     @inline(__always) private func bucket(_ tag: UInt32) -> Int {
         // The hash is already well mixed; spread the tag over the table with a multiply so that
         // tables larger than 2^32 slots (never, in practice) would still use every bit.
-        Int(truncatingIfNeeded: UInt64(tag) &* 0x9E37_79B9_7F4A_7C15 >> 32) & mask
+        Int(truncatingIfNeeded: (UInt64(tag) &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask
     }
 
     public mutating func insert(tag: UInt32, page: PageNumber) {
