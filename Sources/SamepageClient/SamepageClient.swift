@@ -108,6 +108,15 @@ public final class SamepageClient: @unchecked Sendable {
         }
     }
 
+    /// Gives the first `pages` pages of the staging memory back to the kernel (MADV_REMOVE punches
+    /// them out of the memfd). The caller holds `stagingLock`, so no put is using them.
+    func releaseStagingMemory(pages: Int) {
+        lock.withLock {
+            let length = min(pages, session.staging.length / Page.size) * Page.size
+            _ = try? Syscall.madvise(session.staging.base, length, MADV_REMOVE)
+        }
+    }
+
     /// Sends `configure`; the caller holds the lock.
     func configure(_ name: String, _ value: UInt64) throws(SamepageError) -> Reply {
         try connection().connection.call(.configure(name: name, value: value))

@@ -13,6 +13,10 @@ struct Bench: ParsableCommand {
               put   put SIZE of distinct bytes, then the same bytes again (all duplicates), from
                     this process's memory; compared with memcpy into fresh and into warm memory
                     and with memcmp, measured in the same run.
+              runs  --procs processes each fill --mib MiB of private memory, --shared percent of
+                    it the same pages in the same order in every process, mark it mergeable and
+                    scan until nothing more merges: time to converge, CPU, memory saved (from the
+                    counters and from the kernel's Pss), mappings added per process.
 
             Without --socket, a samepaged from the same directory as this binary is started on a
             temporary socket (region sized to fit) and stopped afterwards.
@@ -23,6 +27,7 @@ struct Bench: ParsableCommand {
 
     enum Workload: String, ExpressibleByArgument, CaseIterable {
         case put
+        case runs
     }
 
     @Option(help: "The workload: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -33,6 +38,10 @@ struct Bench: ParsableCommand {
 
     @Option(help: "Rounds; the best round is reported (this VM's first-touch cost varies).")
     var rounds: Int = 3
+
+    @Option(help: "runs: processes.") var procs: Int = 4
+    @Option(help: "runs: MiB of memory per process.") var mib: Int = 128
+    @Option(help: "runs: percent of each process's pages shared with the others.") var shared: Int = 90
 
     @Option(help: "Use a running samepaged at this socket instead of starting one.")
     var socket: String?
@@ -48,14 +57,37 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         let bytes = Int(ByteSize.parse(size)!)
-        let spawned = try socket == nil ? SpawnedServer(regionBytes: UInt64(bytes) * 2 + (64 << 20)) : nil
+        let regionBytes = workload == .put ? UInt64(bytes) * 2 + (64 << 20) : UInt64(procs * mib) << 20
+        let spawned = try socket == nil ? SpawnedServer(regionBytes: regionBytes) : nil
         defer { spawned?.stop() }
         let path = socket ?? spawned!.socket
-        let results = try PutBenchmark(bytes: bytes, rounds: rounds, socketPath: path).run()
-        if json {
-            print("{" + results.map { "\"\($0.name)\": \(String(format: "%.3f", $0.gigabytesPerSecond))" }.joined(separator: ", ") + "}")
-        } else {
-            print(BenchTable.render(results, title: "put of \(ByteSize.format(UInt64(bytes))), best of \(rounds) rounds"))
+        switch workload {
+        case .put:
+            let results = try PutBenchmark(bytes: bytes, rounds: rounds, socketPath: path).run()
+            if json {
+                print("{" + results.map { "\"\($0.name)\": \(String(format: "%.3f", $0.gigabytesPerSecond))" }.joined(separator: ", ") + "}")
+            } else {
+                print(BenchTable.render(results, title: "put of \(ByteSize.format(UInt64(bytes))), best of \(rounds) rounds"))
+            }
+        case .runs:
+            let r = try RunsBenchmark(processes: procs, mib: mib, sharedPercent: shared, socketPath: path,
+                                      serverPID: spawned?.process.processIdentifier).run()
+            let figures: [(String, String)] = [
+                ("time to converge (99% of savings), s", String(format: "%.2f", r.convergeSeconds)),
+                ("wall time until all processes converged, s", String(format: "%.2f", r.wallSeconds)),
+                ("CPU, clients, s", String(format: "%.2f", r.clientCPUSeconds)),
+                ("CPU, server, s", String(format: "%.2f", r.serverCPUSeconds)),
+                ("saved, by the counters, MiB", String(format: "%.1f", r.savedByCounters / 1048576)),
+                ("saved, by the kernel (sum of Pss), MiB", String(format: "%.1f", r.savedByPss / 1048576)),
+                ("mappings added per process", r.vmasAdded.map(String.init).joined(separator: " ")),
+                ("full scans per process", r.scans.map(String.init).joined(separator: " ")),
+            ]
+            if json {
+                print("{" + figures.map { "\"\($0.0)\": \"\($0.1)\"" }.joined(separator: ", ") + "}")
+            } else {
+                print("runs: \(procs) processes x \(mib) MiB, \(shared)% shared\n")
+                for (name, value) in figures { print(name.padding(to: 46) + value) }
+            }
         }
     }
 }

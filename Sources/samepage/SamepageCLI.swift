@@ -16,7 +16,7 @@ struct SamepageCLI: ParsableCommand {
               samepage stats --json
               samepage delete "$id"
             """,
-        subcommands: [Put.self, Get.self, Delete.self, Stats.self, Ping.self, Bench.self])
+        subcommands: [Put.self, Get.self, Delete.self, Stats.self, Ping.self, Bench.self, BenchWorker.self])
 }
 
 /// The option every subcommand takes.

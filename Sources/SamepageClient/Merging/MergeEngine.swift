@@ -44,6 +44,11 @@ final class MergeEngine: @unchecked Sendable {
     let regionBytes: Int
     private var pagemapFD: Int32 = -1
     private var scanner: ScannerThread?
+    /// Pages read and checked per scan request: 2 MiB. The slice is read into private scratch
+    /// memory and only candidates are copied to the staging memory, so a scanning process keeps at
+    /// most this much of staging resident (shared memory, counted by the kernel for both ends).
+    static let slicePages = 512
+    private let scratch = UnsafeMutableRawPointer.allocate(byteCount: slicePages * 4096, alignment: 4096)
 
     init(client: SamepageClient, regionView: UnsafeRawPointer, regionBytes: Int) {
         self.client = client
@@ -56,6 +61,7 @@ final class MergeEngine: @unchecked Sendable {
 
     deinit {
         if pagemapFD >= 0 { close(pagemapFD) }
+        scratch.deallocate()
     }
 
     // MARK: Ranges
@@ -182,7 +188,7 @@ final class MergeEngine: @unchecked Sendable {
                 return true
             }
             let range = ranges[cursorRange]
-            let slicePages = min(range.pageCount - cursorPage, budget, client.stagingPages / 2, Service.maxMergeBatch)
+            let slicePages = min(range.pageCount - cursorPage, budget, client.stagingPages, Self.slicePages)
             if slicePages > 0 {
                 try scanSlice(range, cursorPage, cursorPage + slicePages)
                 budget -= slicePages
@@ -197,6 +203,10 @@ final class MergeEngine: @unchecked Sendable {
     }
 
     private func completeFullScan() {
+        // Between full scans the scratch slice and the staging pages the candidates went through
+        // hold nothing of value: give them back, so a scanning process costs little memory.
+        _ = try? Syscall.madvise(scratch, Self.slicePages * 4096, MADV_DONTNEED)
+        client.stagingLock.withLock { client.releaseStagingMemory(pages: Self.slicePages) }
         fullScans += 1
         volatileLastScan = volatileThisScan
         volatileThisScan = 0
@@ -218,6 +228,7 @@ final class MergeEngine: @unchecked Sendable {
     private func scanSliceHoldingStaging(_ range: MergeRange, _ from: Int, _ to: Int) throws(SamepageError) {
         let count = to - from
         let staging = client.stagingBase
+        let scratch = self.scratch
         let sliceAddress = UnsafeRawPointer(bitPattern: range.address(from))!
         // Pagemap entries of the slice: bit 63 present, bit 61 file page (still the region's).
         var pagemap = [UInt64](repeating: 0, count: count)
@@ -228,10 +239,10 @@ final class MergeEngine: @unchecked Sendable {
         }
         // The slice's bytes, copied without faulting; unreadable pages are marked.
         var readable = [Bool](repeating: true, count: count)
-        let copied = (try? Syscall.readOwnMemory(into: staging, from: sliceAddress, count: count * 4096)) ?? 0
+        let copied = (try? Syscall.readOwnMemory(into: scratch, from: sliceAddress, count: count * 4096)) ?? 0
         if copied < count * 4096 {
             for page in (copied / 4096)..<count {
-                let ok = (try? Syscall.readOwnMemory(into: staging + page * 4096, from: sliceAddress + page * 4096, count: 4096)) == 4096
+                let ok = (try? Syscall.readOwnMemory(into: scratch + page * 4096, from: sliceAddress + page * 4096, count: 4096)) == 4096
                 readable[page] = ok
             }
         }
@@ -239,7 +250,7 @@ final class MergeEngine: @unchecked Sendable {
         var releases: [PageNumber] = []
         for offset in 0..<count {
             let index = from + offset
-            let page = staging + offset * 4096
+            let page = scratch + offset * 4096
             pagesScanned += 1
             guard readable[offset], isMergeable(range.address(index)) else {
                 pagesSkipped += 1
@@ -272,9 +283,7 @@ final class MergeEngine: @unchecked Sendable {
                     volatileThisScan += 1
                     continue
                 }
-                if candidates.count != offset {
-                    memcpy(staging + candidates.count * 4096, page, 4096)
-                }
+                memcpy(staging + candidates.count * 4096, page, 4096)
                 candidates.append(index)
             }
         }
