@@ -9,7 +9,7 @@ import SamepageSystem
 func runStressProbe(_ args: [String]) {
     guard args.count == 4, let pages = Int(args[1]), let threads = Int(args[2]), let millis = Int(args[3]),
           pages >= threads, threads > 0 else { die("usage: samepage-probe stress SOCKET PAGES THREADS MILLISECONDS") }
-    do {
+    func body() throws -> String {
         let client = try SamepageClient(socketPath: args[0], name: "samepage-probe-stress")
         try client.setMergeParameter("run", 0)
         try client.setMergeParameter("pages_to_scan", 4096)
@@ -57,8 +57,17 @@ func runStressProbe(_ args: [String]) {
         try client.advise(memory, length: pages * 4096, .unmergeable)
         for i in 0..<pages where memcmp(memory + i * 4096, shadow + i * 4096, 4096) != 0 { bad += 1 }
         let stats = client.processStatistics()
-        say("\(bad == 0 ? "ok" : "corrupt") bad_pages=\(bad) merged_at_start=\(mergedAtStart) most_merged=\(mostMerged) merged_after=\(finalMerged) racing_writes=\(stats.racingWritesAbsorbed) full_scans=\(stats.fullScans)")
-        exit(bad == 0 ? 0 : 1)
+        // The last reference to a client goes while its scanner thread runs: the thread must end
+        // cleanly, not touch a dead client.
+        try client.advise(memory, length: pages * 4096, .mergeable)
+        try client.setMergeParameter("run", 1)
+        return "\(bad == 0 ? "ok" : "corrupt") bad_pages=\(bad) merged_at_start=\(mergedAtStart) most_merged=\(mostMerged) merged_after=\(finalMerged) racing_writes=\(stats.racingWritesAbsorbed) full_scans=\(stats.fullScans)"
+    }
+    do {
+        let line = try body()
+        usleep(200_000)
+        say(line)
+        exit(line.hasPrefix("ok") ? 0 : 1)
     } catch {
         die("\(error)")
     }

@@ -18,7 +18,11 @@ import SamepageSystem
 //   - merges are applied in place, longest runs first, within the VMA budget (InPlaceMerge.swift).
 // So a page merges on its second scan at the earliest, as in KSM.
 final class MergeEngine: @unchecked Sendable {
-    unowned let client: SamepageClient
+    /// The client owns the engine; the engine only borrows it. Calls from the application hold
+    /// the client; the scanner thread holds it strongly for the length of each step, and stops
+    /// when it is gone.
+    private weak var owner: SamepageClient?
+    var client: SamepageClient { owner! }
     let lock = Lock()
     var parameters = MergeParameters()
     var ranges: [MergeRange] = []
@@ -51,7 +55,7 @@ final class MergeEngine: @unchecked Sendable {
     private let scratch = UnsafeMutableRawPointer.allocate(byteCount: slicePages * 4096, alignment: 4096)
 
     init(client: SamepageClient, regionView: UnsafeRawPointer, regionBytes: Int) {
-        self.client = client
+        self.owner = client
         self.regionView = regionView
         self.regionBytes = regionBytes
         pagemapFD = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
@@ -541,13 +545,17 @@ final class MergeEngine: @unchecked Sendable {
     }
 
     /// One wake-up of the scanner thread: `pages_to_scan` pages, then the advisor.
-    func backgroundStep() {
+    /// Returns false when the client is gone (the thread then ends).
+    func backgroundStep() -> Bool {
+        guard let client = owner else { return false }
+        defer { withExtendedLifetime(client) {} }
         let started = ContinuousClock.now
         let completed = (try? lock.withLock { () throws(SamepageError) in try step(maxPages: parameters.pagesToScan) }) ?? false
         if completed {
             try? report()
             lock.withLock { adviseScanRate(elapsed: ContinuousClock.now - started) }
         }
+        return true
     }
 
     /// The scan-time advisor: size pages_to_scan so that a full scan takes the target time,
