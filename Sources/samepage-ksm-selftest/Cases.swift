@@ -20,4 +20,6 @@ let cases: [String: @Sendable () throws -> Outcome] = [
     "volatile": testVolatile,
     "merge-time": testMergeTime,
     "cow-time": testCowTime,
+    // Samepage's own
+    "vma-budget": testVMABudget,
 ]

@@ -129,3 +129,30 @@ func testCowTime() throws -> Outcome {
     let plainMicros = plainTime / pages * 1e6, cowMicros = cowTime / pages * 1e6
     return .pass("write to an ordinary page \(fixed(plainMicros)) µs, to a merged page (COW) \(fixed(cowMicros)) µs")
 }
+
+/// Samepage: scattered duplicates (every other page) need one mapping per merged page; past the
+/// VMA budget merges are declined, never failed: the scan succeeds, the process stays within its
+/// budget, every byte is intact.
+func testVMABudget() throws -> Outcome {
+    let client = try connect()
+    try client.setMergeParameter("vma_budget_percent", 1)
+    let pages = 4096
+    let map = try Syscall.mmap(nil, pages * pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    for page in 0..<pages {
+        let value: UInt64 = page % 2 == 0 ? 0x77 : UInt64(page)
+        for word in 0..<512 { (map + page * pageSize + word * 8).storeBytes(of: value, as: UInt64.self) }
+    }
+    try client.advise(map, length: pages * pageSize, .mergeable)
+    try client.scan(fullScans: 3)
+    let stats = client.processStatistics()
+    try expect(stats.mappingBudget > 0 && stats.mappings <= stats.mappingBudget,
+               "mappings \(stats.mappings) over the budget \(stats.mappingBudget)")
+    try expect(stats.mergingPages > 0 && stats.mergingPages < pages / 2,
+               "merging pages \(stats.mergingPages): expected some, limited by the budget")
+    for page in 0..<pages {
+        let expected: UInt64 = page % 2 == 0 ? 0x77 : UInt64(page)
+        try expect((map + page * pageSize + 4088).load(as: UInt64.self) == expected, "page \(page) changed")
+    }
+    try client.advise(map, length: pages * pageSize, .unmergeable)
+    return .pass("\(stats.mergingPages) scattered pages merged within a budget of \(stats.mappingBudget) mappings (\(stats.mappings) used)")
+}

@@ -11,6 +11,7 @@ struct KSMConformanceTests {
     ]
     static let counting = [
         "merge-count", "unmerge-count", "zero-page-merge", "max-page-sharing", "volatile", "merge-time", "cow-time",
+        "vma-budget",
     ]
 
     @Test("ksm_functional_tests.c", arguments: functional)

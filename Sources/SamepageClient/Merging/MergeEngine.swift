@@ -41,7 +41,8 @@ final class MergeEngine: @unchecked Sendable {
     private var volatileThisScan = 0
     private var volatileLastScan = 0
     private var maps = ProcessMaps()
-    private var mappingBudget = 0
+    private let maxMapCount = ProcessMaps.maxMapCount()
+    private var mappingBudget: Int { Int(Double(maxMapCount) * parameters.vmaBudgetFraction) }
     private var mappingsUsed = 0
     private let checksummer = PageHasher(seed: 0)
     let regionView: UnsafeRawPointer
@@ -222,7 +223,6 @@ final class MergeEngine: @unchecked Sendable {
     private func refreshMaps() {
         maps = ProcessMaps.read()
         mappingsUsed = maps.mappings.count
-        mappingBudget = Int(Double(ProcessMaps.maxMapCount()) * parameters.vmaBudgetFraction)
     }
 
     private func scanSlice(_ range: MergeRange, _ from: Int, _ to: Int) throws(SamepageError) {

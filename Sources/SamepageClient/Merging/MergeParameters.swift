@@ -23,7 +23,7 @@ public struct MergeParameters: Sendable, Equatable {
 
     /// Sets a parameter by its KSM name (`pages_to_scan`, `sleep_millisecs`, `use_zero_pages`,
     /// `smart_scan`, `advisor_target_scan_time`, `advisor_min_pages_to_scan`,
-    /// `advisor_max_pages_to_scan`); false for an unknown name or a bad value.
+    /// `advisor_max_pages_to_scan`, `vma_budget_percent`); false for an unknown name or a bad value.
     public mutating func set(_ name: String, _ value: UInt64) -> Bool {
         switch name {
         case "pages_to_scan" where value > 0 && value <= 1 << 24: pagesToScan = Int(value)
@@ -33,6 +33,7 @@ public struct MergeParameters: Sendable, Equatable {
         case "advisor_target_scan_time": advisorTargetScanSeconds = value == 0 ? nil : Double(value)
         case "advisor_min_pages_to_scan" where value > 0: advisorMinPagesToScan = Int(value)
         case "advisor_max_pages_to_scan" where value > 0: advisorMaxPagesToScan = Int(value)
+        case "vma_budget_percent" where value >= 1 && value <= 100: vmaBudgetFraction = Double(value) / 100
         default: return false
         }
         return true
