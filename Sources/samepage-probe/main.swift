@@ -69,16 +69,9 @@ do {
     die("\(error)")
 }
 
-/// Deterministic page content number `n` of a seed (SplitMix64 words).
+/// Page content number `n` of a seed.
 func fillPage(_ page: UnsafeMutableRawPointer, content n: UInt64, seed: UInt64) {
-    var state = seed &* 0x9E37_79B9_7F4A_7C15 &+ n &* 0xD1B5_4A32_D192_ED03
-    let words = page.bindMemory(to: UInt64.self, capacity: 512)
-    for i in 0..<512 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        words[i] = z ^ (z >> 27)
-    }
+    PseudoRandomPages.fill(page, content: n, seed: seed)
 }
 
 func runMergeProbe(_ args: [String]) {

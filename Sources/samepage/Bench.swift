@@ -156,14 +156,7 @@ struct PutBenchmark {
     }
 
     private func fillRandom(_ buffer: UnsafeMutableRawBufferPointer) {
-        var state: UInt64 = 0x1234_5678
-        let words = buffer.bindMemory(to: UInt64.self)
-        for i in 0..<words.count {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            words[i] = z ^ (z >> 27)
-        }
+        PseudoRandomPages.fill(buffer, seed: 0x1234_5678)
     }
 }
 

@@ -152,14 +152,9 @@ struct BenchWorker: ParsableCommand {
         let sharedPages = pages * shared / 100
         let memory = try client.allocate(pages * 4096)
         for page in 0..<pages {
-            let words = (memory + page * 4096).bindMemory(to: UInt64.self, capacity: 512)
-            var state = page < sharedPages ? UInt64(page) &* 0x9E37_79B9_7F4A_7C15 : (UInt64(index + 1) << 40 | UInt64(page)) &* 0xD1B5_4A32_D192_ED03
-            for i in 0..<512 {
-                state &+= 0x9E37_79B9_7F4A_7C15
-                var z = state
-                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                words[i] = z ^ (z >> 27)
-            }
+            // Shared pages: the same content number in every process; the rest: this process's own.
+            let content = page < sharedPages ? UInt64(page) : UInt64(index + 1) << 40 | UInt64(page)
+            PseudoRandomPages.fill(memory + page * 4096, content: content, seed: 1)
         }
         try client.advise(memory, length: pages * 4096, .mergeable)
         say("ready")

@@ -3,6 +3,18 @@ import Testing
 
 private let sampleID = ObjectID(high: 0x0123_4567_89AB_CDEF, low: 0xFEDC_BA98_7654_3210)
 
+private let sampleScanReport: ScanReport = {
+    var r = ScanReport()
+    r.pagesScanned = 1
+    r.fullScans = 2
+    r.pagesSkipped = 3
+    r.pagesVolatile = 4
+    r.zeroPages = 5
+    r.mergingPages = 6
+    r.rmapItems = .max
+    return r
+}()
+
 private let allRequests: [Request] = [
     .hello(version: Request.version, clientName: "samepage-cli"),
     .hello(version: .max, clientName: ""),
@@ -19,6 +31,15 @@ private let allRequests: [Request] = [
     .unmap(handle: 9),
     .delete(sampleID),
     .stats,
+    .mergeScan(round: 1, flags: [], stagingPage: 0, keys: []),
+    .mergeScan(round: 7, flags: .useZeroPages, stagingPage: 3, keys: [0x7F00_0000_1000, 0x7F00_0000_2000, 0]),
+    .mergeScan(round: .max, flags: MergeFlags(rawValue: .max), stagingPage: .max, keys: [.max]),
+    .mergeRelease(pages: []),
+    .mergeRelease(pages: [0, 5, 5, .max - 2]),
+    .scanReport(ScanReport()),
+    .scanReport(sampleScanReport),
+    .configure(name: "max_page_sharing", value: 2),
+    .configure(name: "", value: .max),
 ]
 
 private let allReplies: [Reply] = [
@@ -42,6 +63,11 @@ private let allReplies: [Reply] = [
     .failure(.notPermitted, "nope"),
     .failure(.badStaging, "staging"),
     .failure(.internalError, "bug"),
+    .mergeResults([], hints: []),
+    .mergeResults([.merge(0), .zero, .unstable, .merge(12345), .merge(.max - 2)], hints: []),
+    .mergeResults([], hints: [MergeHint(key: 0x7F00_0000_1000, page: 4)]),
+    .mergeResults([.unstable, .merge(9)],
+                  hints: [MergeHint(key: 1, page: 9), MergeHint(key: .max, page: 0), MergeHint(key: 0, page: .max - 2)]),
 ]
 
 /// Decodes exactly one frame from `bytes`.
@@ -80,10 +106,10 @@ struct MessageCodecTests {
 
     @Test func kindsMatchTheCases() {
         let requestKinds = allRequests.map(\.kind)
-        #expect(Set(requestKinds.map(\.rawValue)) == Set(1...10))
+        #expect(Set(requestKinds.map(\.rawValue)) == Set(1...14))
         #expect(requestKinds.allSatisfy { !$0.isReply })
         let replyKinds = allReplies.map(\.kind)
-        #expect(Set(replyKinds.map(\.rawValue)) == [0x8001, 0x8002, 0x8003, 0x8004, 0x8005, 0x8006, 0x8007, 0x80FF])
+        #expect(Set(replyKinds.map(\.rawValue)) == [0x8001, 0x8002, 0x8003, 0x8004, 0x8005, 0x8006, 0x8007, 0x8008, 0x80FF])
         #expect(replyKinds.allSatisfy { $0.isReply })
     }
 
@@ -202,6 +228,146 @@ struct MessageCodecTests {
         #expect(bytes.count == FrameHeader.size + Int(FrameHeader.maxReplyPayload))
         let f = try frame(bytes, limit: FrameHeader.maxReplyPayload)
         #expect(try Reply.decode(f) == .runs(runs, more: true))
+    }
+
+    // MARK: Mergeable memory messages
+
+    @Test func mergeScanBytes() {
+        let bytes = Request.mergeScan(round: 0x0102_0304, flags: .useZeroPages, stagingPage: 5,
+                                      keys: [0x1122_3344_5566_7788, 9]).encode(requestID: 0)
+        #expect(Array(bytes[2..<4]) == [11, 0]) // kind
+        #expect(Array(bytes[4..<8]) == [32, 0, 0, 0]) // length
+        #expect(Array(bytes[16...]) == [4, 3, 2, 1, 1, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0,
+                                        0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,
+                                        9, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    @Test func mergeReleaseScanReportAndConfigureBytes() {
+        let release = Request.mergeRelease(pages: [1, 0x0A0B_0C0D]).encode(requestID: 0)
+        #expect(Array(release[2..<4]) == [12, 0])
+        #expect(Array(release[16...]) == [2, 0, 0, 0, 1, 0, 0, 0, 0x0D, 0x0C, 0x0B, 0x0A])
+        let report = Request.scanReport(sampleScanReport).encode(requestID: 0)
+        #expect(Array(report[2..<4]) == [13, 0])
+        #expect(report.count == FrameHeader.size + 7 * 8)
+        // Field order: scanned, full scans, skipped, volatile, zero, merging, rmap items.
+        #expect((0..<6).map { report[16 + $0 * 8] } == [1, 2, 3, 4, 5, 6])
+        #expect(Array(report[(16 + 48)...]) == Array(repeating: 0xFF, count: 8))
+        let configure = Request.configure(name: "ab", value: 0x0102).encode(requestID: 0)
+        #expect(Array(configure[2..<4]) == [14, 0])
+        #expect(Array(configure[16...]) == [2, 0, UInt8(ascii: "a"), UInt8(ascii: "b"), 2, 1, 0, 0, 0, 0, 0, 0])
+    }
+
+    @Test func mergeResultsBytes() {
+        let bytes = Reply.mergeResults([.merge(3), .zero, .unstable], hints: [MergeHint(key: 0x0102, page: 7)])
+            .encode(requestID: 0)
+        #expect(Array(bytes[2..<4]) == [0x08, 0x80])
+        #expect(Array(bytes[16...]) == [3, 0, 0, 0, 3, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0xFF, 0xFF,
+                                        1, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0])
+    }
+
+    @Test func mergeOutcomes() {
+        #expect(MergeOutcome.merge(0).page == 0)
+        #expect(MergeOutcome.merge(.max - 2).page == .max - 2)
+        #expect(MergeOutcome.zero.page == nil)
+        #expect(MergeOutcome.unstable.page == nil)
+        #expect(MergeOutcome.zero != .unstable)
+        #expect(MergeOutcome.merge(17).description == "merge(17)")
+        #expect(MergeOutcome.zero.description == "zero")
+        #expect(MergeOutcome.unstable.description == "unstable")
+    }
+
+    private func requestFrame(_ kind: MessageKind, _ w: WireWriter) -> Frame {
+        Frame(header: FrameHeader(kind: kind.rawValue, length: UInt32(w.bytes.count), requestID: 1),
+              payload: ArraySlice(w.bytes))
+    }
+
+    @Test func mergeScanKeyCountLargerThanThePayloadIsTruncated() {
+        for (claimed, present) in [(UInt32.max, 1), (3, 2), (1, 0), (UInt32(1) << 29, 4)] {
+            var w = WireWriter()
+            w.write(UInt32(1)) // round
+            w.write(UInt32(0)) // flags
+            w.write(UInt32(0)) // staging page
+            w.write(claimed)
+            for key in 0..<present { w.write(UInt64(key)) }
+            #expect(throws: ProtocolError.truncated, "\(claimed) keys claimed, \(present) sent") {
+                try Request.decode(requestFrame(.mergeScan, w))
+            }
+        }
+        // Extra bytes that are not a whole key are still too few for one more key.
+        var w = WireWriter()
+        for v: UInt32 in [1, 0, 0, 2] { w.write(v) }
+        w.write(UInt64(1))
+        for _ in 0..<7 { w.write(UInt8(0)) }
+        #expect(throws: ProtocolError.truncated) { try Request.decode(requestFrame(.mergeScan, w)) }
+    }
+
+    @Test func mergeScanKeyCountSmallerThanThePayloadLeavesTrailingBytes() {
+        var w = WireWriter()
+        for v: UInt32 in [1, 0, 0, 1] { w.write(v) }
+        w.write(UInt64(1))
+        w.write(UInt64(2))
+        #expect(throws: ProtocolError.trailingBytes) { try Request.decode(requestFrame(.mergeScan, w)) }
+    }
+
+    @Test func mergeReleaseCountLargerThanThePayloadIsTruncated() {
+        for (claimed, present) in [(UInt32.max, 1), (2, 1), (1, 0)] {
+            var w = WireWriter()
+            w.write(claimed)
+            for page in 0..<present { w.write(UInt32(page)) }
+            #expect(throws: ProtocolError.truncated, "\(claimed) pages claimed, \(present) sent") {
+                try Request.decode(requestFrame(.mergeRelease, w))
+            }
+        }
+    }
+
+    @Test func mergeResultsCountsLargerThanThePayloadAreTruncated() {
+        // Outcome count beyond the payload.
+        var w = WireWriter()
+        w.write(UInt32.max)
+        w.write(UInt32(0))
+        w.write(UInt32(0))
+        #expect(throws: ProtocolError.truncated) { try Reply.decode(requestFrame(.mergeResults, w)) }
+        // Hint count beyond the payload.
+        w = WireWriter()
+        w.write(UInt32(1))
+        w.write(MergeOutcome.unstable.rawValue)
+        w.write(UInt32.max)
+        w.write(UInt64(1))
+        w.write(UInt32(2))
+        #expect(throws: ProtocolError.truncated) { try Reply.decode(requestFrame(.mergeResults, w)) }
+        // Two hints claimed, one and a half sent.
+        w = WireWriter()
+        w.write(UInt32(0))
+        w.write(UInt32(2))
+        w.write(UInt64(1))
+        w.write(UInt32(2))
+        w.write(UInt64(3))
+        #expect(throws: ProtocolError.truncated) { try Reply.decode(requestFrame(.mergeResults, w)) }
+        // No hint count at all.
+        w = WireWriter()
+        w.write(UInt32(1))
+        w.write(UInt32(5))
+        #expect(throws: ProtocolError.truncated) { try Reply.decode(requestFrame(.mergeResults, w)) }
+    }
+
+    @Test func aFullMergeScanFitsTheRequestLimit() throws {
+        let keys = (0..<Service.maxMergeBatch).map { UInt64($0) * 4096 + 0x7F00_0000_0000 }
+        let request = Request.mergeScan(round: 3, flags: .useZeroPages, stagingPage: 0, keys: keys)
+        let bytes = request.encode(requestID: 9)
+        #expect(bytes.count == FrameHeader.size + 16 + 8 * Service.maxMergeBatch)
+        #expect(bytes.count <= FrameHeader.size + Int(FrameHeader.maxRequestPayload))
+        #expect(try Request.decode(frame(bytes, limit: FrameHeader.maxRequestPayload)) == request)
+    }
+
+    @Test func aFullMergeResultsFrameFitsTheReplyLimit() throws {
+        let outcomes = (0..<Service.maxMergeBatch).map { MergeOutcome.merge(PageNumber($0)) }
+        let hints = (0..<Service.maxHintsPerReply).map { MergeHint(key: UInt64($0), page: PageNumber($0)) }
+        let reply = Reply.mergeResults(outcomes, hints: hints)
+        let bytes = reply.encode(requestID: 9)
+        #expect(bytes.count <= FrameHeader.size + Int(FrameHeader.maxReplyPayload))
+        // One more hint would not fit.
+        #expect(bytes.count + 12 > FrameHeader.size + Int(FrameHeader.maxReplyPayload))
+        #expect(try Reply.decode(frame(bytes)) == reply)
     }
 
     @Test func protocolErrorDescriptions() {

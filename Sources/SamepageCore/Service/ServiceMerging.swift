@@ -15,6 +15,9 @@
 extension Service {
     /// The most candidates one `mergeScan` may carry.
     public static let maxMergeBatch = 4096
+    /// The most hints one `mergeResults` carries, so that a reply with a full batch of outcomes
+    /// stays within `FrameHeader.maxReplyPayload`; further hints wait for the next scan request.
+    public static let maxHintsPerReply = (Int(FrameHeader.maxReplyPayload) - 8 - 4 * maxMergeBatch) / 12
 
     func mergeScan(round: UInt32, flags: MergeFlags, stagingPage: UInt32, keys: [UInt64], session: Session) throws(RequestFailure) -> [Reply] {
         guard let staging = session.staging else { throw RequestFailure(.badStaging, "no staging memory") }
@@ -79,6 +82,12 @@ extension Service {
             domain.unstable.insert(hash: hash, me)
             session.unstableHashes.insert(hash)
             outcomes.append(.unstable)
+        }
+        if hints.count > Self.maxHintsPerReply {
+            // Pending hints are bounded only by this client's unstable entries: a reply carrying
+            // them all could exceed the frame limit and end the connection.
+            session.pendingHints = Array(hints[Self.maxHintsPerReply...])
+            hints.removeLast(hints.count - Self.maxHintsPerReply)
         }
         return [.mergeResults(outcomes, hints: hints)]
     }

@@ -83,21 +83,12 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Deterministic pseudo-random bytes (SplitMix64), so failures reproduce.
+/// Deterministic pseudo-random bytes, so failures reproduce.
 func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var state = seed
-    var bytes = [UInt8](repeating: 0, count: count)
-    bytes.withUnsafeMutableBytes { raw in
-        let words = raw.bindMemory(to: UInt64.self)
-        for i in 0..<words.count {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            words[i] = z ^ (z >> 31)
-        }
-    }
-    return bytes
+    let pages = (count + 4095) / 4096
+    var bytes = [UInt8](repeating: 0, count: pages * 4096)
+    bytes.withUnsafeMutableBytes { PseudoRandomPages.fill($0, seed: seed) }
+    return Array(bytes.prefix(count))
 }
 
 /// Writes bytes to a new file in `directory` and returns its path.

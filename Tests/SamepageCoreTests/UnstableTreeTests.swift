@@ -1,0 +1,134 @@
+import Testing
+@testable import SamepageCore
+
+private typealias Entry = UnstableTree.Entry
+
+@Suite("Unstable tree")
+struct UnstableTreeTests {
+    @Test func emptyTreeHasNoPartners() {
+        var tree = UnstableTree()
+        #expect(tree.count == 0)
+        #expect(tree.takePartner(hash: 1, excluding: Entry(session: 1, key: 1)) == nil)
+        tree.removeAll(of: 1, hashes: [1, 2, 3])
+        #expect(tree.count == 0)
+    }
+
+    @Test func aPartnerIsTakenOnce() {
+        var tree = UnstableTree()
+        tree.insert(hash: 7, Entry(session: 1, key: 0x1000))
+        #expect(tree.count == 1)
+        // Another hash finds nothing and changes nothing.
+        #expect(tree.takePartner(hash: 8, excluding: Entry(session: 2, key: 0x2000)) == nil)
+        #expect(tree.count == 1)
+        #expect(tree.takePartner(hash: 7, excluding: Entry(session: 2, key: 0x2000)) == Entry(session: 1, key: 0x1000))
+        #expect(tree.count == 0)
+        #expect(tree.takePartner(hash: 7, excluding: Entry(session: 2, key: 0x2000)) == nil)
+    }
+
+    @Test func anEntryNeverPairsWithItself() {
+        var tree = UnstableTree()
+        let me = Entry(session: 3, key: 0x4000)
+        tree.insert(hash: 9, me)
+        #expect(tree.takePartner(hash: 9, excluding: me) == nil)
+        #expect(tree.count == 1) // still there for someone else
+        // Another page of the same session (another key) does pair with it.
+        #expect(tree.takePartner(hash: 9, excluding: Entry(session: 3, key: 0x5000)) == me)
+        #expect(tree.count == 0)
+    }
+
+    @Test func theSameKeyOfAnotherSessionPairs() {
+        // Keys are addresses, so two processes can use the same key for different pages.
+        var tree = UnstableTree()
+        tree.insert(hash: 9, Entry(session: 1, key: 0x4000))
+        #expect(tree.takePartner(hash: 9, excluding: Entry(session: 2, key: 0x4000)) == Entry(session: 1, key: 0x4000))
+        #expect(tree.count == 0)
+    }
+
+    @Test func partnersComeOldestFirstAndSkipTheExcludedEntry() {
+        var tree = UnstableTree()
+        let a = Entry(session: 1, key: 1), b = Entry(session: 2, key: 2), c = Entry(session: 1, key: 3)
+        tree.insert(hash: 5, a)
+        tree.insert(hash: 5, b)
+        tree.insert(hash: 5, c)
+        #expect(tree.count == 3)
+        #expect(tree.takePartner(hash: 5, excluding: a) == b) // a is skipped, not removed
+        #expect(tree.count == 2)
+        #expect(tree.takePartner(hash: 5, excluding: Entry(session: 9, key: 9)) == a)
+        #expect(tree.takePartner(hash: 5, excluding: c) == nil)
+        #expect(tree.count == 1)
+        #expect(tree.takePartner(hash: 5, excluding: b) == c)
+        #expect(tree.count == 0)
+    }
+
+    @Test func removeAllTakesOnlyThatSessionsEntriesUnderTheGivenHashes() {
+        var tree = UnstableTree()
+        tree.insert(hash: 1, Entry(session: 1, key: 10))
+        tree.insert(hash: 1, Entry(session: 2, key: 20))
+        tree.insert(hash: 1, Entry(session: 1, key: 11))
+        tree.insert(hash: 2, Entry(session: 1, key: 12))
+        tree.insert(hash: 3, Entry(session: 1, key: 13))
+        tree.insert(hash: 3, Entry(session: 2, key: 21))
+        #expect(tree.count == 6)
+
+        // Hash 3 is not listed: session 1's entry under it stays. Hash 4 holds nothing.
+        tree.removeAll(of: 1, hashes: [1, 2, 4])
+        #expect(tree.count == 3)
+        let other = Entry(session: 7, key: 0)
+        #expect(tree.takePartner(hash: 1, excluding: other) == Entry(session: 2, key: 20))
+        #expect(tree.takePartner(hash: 1, excluding: other) == nil)
+        #expect(tree.takePartner(hash: 2, excluding: other) == nil)
+        #expect(tree.takePartner(hash: 3, excluding: other) == Entry(session: 1, key: 13))
+        #expect(tree.takePartner(hash: 3, excluding: other) == Entry(session: 2, key: 21))
+        #expect(tree.count == 0)
+
+        // Removing again, or for a session with nothing filed, is harmless.
+        tree.removeAll(of: 1, hashes: [1, 2, 3])
+        tree.removeAll(of: 2, hashes: [])
+        #expect(tree.count == 0)
+    }
+
+    @Test func aHashCanBeUsedAgainAfterItsListEmptied() {
+        var tree = UnstableTree()
+        tree.insert(hash: 1, Entry(session: 1, key: 1))
+        tree.removeAll(of: 1, hashes: [1])
+        #expect(tree.count == 0)
+        tree.insert(hash: 1, Entry(session: 1, key: 2))
+        #expect(tree.count == 1)
+        #expect(tree.takePartner(hash: 1, excluding: Entry(session: 2, key: 1)) == Entry(session: 1, key: 2))
+        #expect(tree.count == 0)
+    }
+
+    /// Random operations against a plain list of (hash, entry), oldest first.
+    @Test(arguments: [1, 2, 3, 42] as [UInt64])
+    func matchesAReferenceModel(seed: UInt64) {
+        var g = SplitMix64(seed: seed)
+        var tree = UnstableTree()
+        var model: [(hash: UInt64, entry: Entry)] = []
+        var hashesOf: [UInt64: Set<UInt64>] = [:]
+        for step in 0..<5000 {
+            let hash = g.next() % 8
+            let entry = Entry(session: g.next() % 4, key: g.next() % 6)
+            switch g.next() % 10 {
+            case 0..<5:
+                tree.insert(hash: hash, entry)
+                model.append((hash, entry))
+                hashesOf[entry.session, default: []].insert(hash)
+            case 5..<9:
+                let got = tree.takePartner(hash: hash, excluding: entry)
+                if let i = model.firstIndex(where: { $0.hash == hash && $0.entry != entry }) {
+                    #expect(got == model[i].entry, "step \(step)")
+                    model.remove(at: i)
+                } else {
+                    #expect(got == nil, "step \(step)")
+                }
+            default:
+                let session = entry.session
+                let hashes = hashesOf[session] ?? []
+                tree.removeAll(of: session, hashes: hashes)
+                model.removeAll { $0.entry.session == session && hashes.contains($0.hash) }
+                hashesOf[session] = nil
+            }
+            #expect(tree.count == model.count, "step \(step)")
+        }
+    }
+}
