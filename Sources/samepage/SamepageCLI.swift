@@ -181,7 +181,8 @@ struct Ping: ParsableCommand {
             let client = try connection.connect()
             let clock = ContinuousClock()
             let elapsed = try clock.measure { try client.ping() }
-            print("samepaged at \(client.socketPath): pong in \(elapsed)")
+            let micros = Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12
+            print("samepaged at \(client.socketPath): pong in \(Int(micros.rounded())) µs")
         } catch {
             throw fail(error)
         }
