@@ -7,41 +7,52 @@ import SamepageSystem
 /// `samepage bench`: throughput measured as ratios to baselines taken in the same run.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure Samepage against baselines measured in the same run.",
+        abstract: "Measure Samepage against baselines and the kernel's KSM, in the same run.",
         discussion: """
             Workloads:
-              put   put SIZE of distinct bytes, then the same bytes again (all duplicates), from
-                    this process's memory; compared with memcpy into fresh and into warm memory
-                    and with memcmp, measured in the same run.
-              runs  --procs processes each fill --mib MiB of private memory, --shared percent of
-                    it the same pages in the same order in every process, mark it mergeable and
-                    scan until nothing more merges: time to converge, CPU, memory saved (from the
-                    counters and from the kernel's Pss), mappings added per process.
+              runs       --procs processes fill --mib MiB each; --shared percent of the pages are
+                         the same pages in the same order in every process, the rest unique
+              scattered  the shared pages are drawn at random from a pool: every merge its own run
+              zeros      every page zero (use_zero_pages on, for both)
+              churn      every page rewritten all the time: nothing should merge; the overhead
+              put        the object store: put --size of distinct bytes, then the same bytes again
+
+            The merge workloads run Samepage, then the kernel's KSM on the same workload (full
+            speed: pages_to_scan=100000 sleep_millisecs=0; and, unless --no-ksm-defaults, its
+            defaults 100/20) when /sys/kernel/mm/ksm is writable (root); every KSM tunable is put
+            back afterwards, also on Ctrl-C. Figures: time to converge (to 99% of the final
+            savings), CPU seconds (clients and server, or ksmd), memory saved by the counters and by
+            the kernel's Pss of every process and the server, mappings added per process. Baselines
+            measured in the same run: memcpy and memcmp bandwidth, a raw AF_UNIX round trip.
 
             Without --socket, a samepaged from the same directory as this binary is started on a
-            temporary socket (region sized to fit) and stopped afterwards.
+            temporary socket and stopped afterwards.
 
-            Example:
+            Examples:
+              samepage bench --workload runs --procs 4 --mib 128 --shared 90
+              samepage bench --workload scattered --json --plot scattered.svg
               samepage bench --workload put --size 1G
             """)
 
     enum Workload: String, ExpressibleByArgument, CaseIterable {
-        case put
-        case runs
+        case put, runs, scattered, zeros, churn
     }
 
     @Option(help: "The workload: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var workload: Workload = .put
+    var workload: Workload = .runs
 
-    @Option(help: "Bytes to put (e.g. 256M, 1G).")
-    var size: String = "1G"
+    @Option(help: "Merge workloads: processes.") var procs: Int = 4
+    @Option(help: "Merge workloads: MiB of memory per process.") var mib: Int = 128
+    @Option(help: "Merge workloads: percent of each process's pages shared with the others.") var shared: Int = 90
+    @Option(help: "churn: seconds to run.") var seconds: Double = 3
+    @Option(help: "Give up on an engine that has not converged after this many seconds.") var timeout: Double = 300
+    @Flag(help: "Skip the kernel's KSM at its default settings (slow: about a minute for 4 x 128 MiB).")
+    var noKsmDefaults = false
+    @Flag(help: "Skip the kernel's KSM altogether.") var noKsm = false
+    @Option(help: "Write an SVG plot of MiB saved over time to this file.") var plot: String?
 
-    @Option(help: "Rounds; the best round is reported (this VM's first-touch cost varies).")
-    var rounds: Int = 3
-
-    @Option(help: "runs: processes.") var procs: Int = 4
-    @Option(help: "runs: MiB of memory per process.") var mib: Int = 128
-    @Option(help: "runs: percent of each process's pages shared with the others.") var shared: Int = 90
+    @Option(help: "put: bytes to put (e.g. 256M, 1G).") var size: String = "1G"
+    @Option(help: "put: rounds; the best round is reported (this VM's first-touch cost varies).") var rounds: Int = 3
 
     @Option(help: "Use a running samepaged at this socket instead of starting one.")
     var socket: String?
@@ -53,42 +64,96 @@ struct Bench: ParsableCommand {
         guard let bytes = ByteSize.parse(size), bytes >= UInt64(Page.size) else { throw ValidationError("--size '\(size)' is not a size") }
         guard bytes <= 64 << 30 else { throw ValidationError("--size is at most 64G") }
         guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+        guard procs >= 1 && procs <= 256 else { throw ValidationError("--procs must be 1 to 256") }
+        guard mib >= 1 && mib <= 64 << 10 else { throw ValidationError("--mib must be 1 to 65536") }
+        guard shared >= 0 && shared <= 100 else { throw ValidationError("--shared is a percentage") }
     }
 
     func run() throws {
         let bytes = Int(ByteSize.parse(size)!)
-        let regionBytes = workload == .put ? UInt64(bytes) * 2 + (64 << 20) : UInt64(procs * mib) << 20
+        let regionBytes = workload == .put ? UInt64(bytes) * 2 + (64 << 20) : UInt64(procs * mib + 64) << 20
         let spawned = try socket == nil ? SpawnedServer(regionBytes: regionBytes) : nil
         defer { spawned?.stop() }
         let path = socket ?? spawned!.socket
-        switch workload {
-        case .put:
+        if workload == .put {
             let results = try PutBenchmark(bytes: bytes, rounds: rounds, socketPath: path).run()
             if json {
                 print("{" + results.map { "\"\($0.name)\": \(String(format: "%.3f", $0.gigabytesPerSecond))" }.joined(separator: ", ") + "}")
             } else {
                 print(BenchTable.render(results, title: "put of \(ByteSize.format(UInt64(bytes))), best of \(rounds) rounds"))
             }
-        case .runs:
-            let r = try RunsBenchmark(processes: procs, mib: mib, sharedPercent: shared, socketPath: path,
-                                      serverPID: spawned?.process.processIdentifier).run()
-            let figures: [(String, String)] = [
-                ("time to converge (99% of savings), s", String(format: "%.2f", r.convergeSeconds)),
-                ("wall time until all processes converged, s", String(format: "%.2f", r.wallSeconds)),
-                ("CPU, clients, s", String(format: "%.2f", r.clientCPUSeconds)),
-                ("CPU, server, s", String(format: "%.2f", r.serverCPUSeconds)),
-                ("saved, by the counters, MiB", String(format: "%.1f", r.savedByCounters / 1048576)),
-                ("saved, by the kernel (sum of Pss), MiB", String(format: "%.1f", r.savedByPss / 1048576)),
-                ("mappings added per process", r.vmasAdded.map(String.init).joined(separator: " ")),
-                ("full scans per process", r.scans.map(String.init).joined(separator: " ")),
-            ]
-            if json {
-                print("{" + figures.map { "\"\($0.0)\": \"\($0.1)\"" }.joined(separator: ", ") + "}")
-            } else {
-                print("runs: \(procs) processes x \(mib) MiB, \(shared)% shared\n")
-                for (name, value) in figures { print(name.padding(to: 46) + value) }
+            return
+        }
+        let layout = MergeLayout(rawValue: workload.rawValue)!
+        let progress = Progress()
+        let baselines = try Baselines.measure(socketPath: path)
+        var base = MergeBenchmark(name: "samepage", layout: layout, engine: .samepage, processes: procs, mib: mib,
+                                  sharedPercent: shared, socketPath: path, serverPID: spawned?.process.processIdentifier,
+                                  churnSeconds: seconds, timeout: timeout, progress: progress)
+        var results = [try base.run()]
+        var note: String?
+        if noKsm {
+            note = "the kernel's KSM was not run (--no-ksm)"
+        } else if let reason = KernelKSM.unavailableReason() {
+            note = "the kernel's KSM was not run: \(reason)"
+        } else {
+            let ksm = try KernelKSM()
+            let restorer = SignalRestorer(ksm)
+            defer {
+                ksm.restore()
+                restorer.cancel()
+            }
+            try ksm.set("run", "2")  // unmerge whatever is merged, so max_page_sharing can be set
+            try ksm.set("max_page_sharing", "256")
+            try ksm.set("smart_scan", "1")
+            base.engine = .ksm
+            base.serverPID = nil
+            base.ksm = ksm
+            base.name = "ksm full speed"
+            results.append(try base.run())
+            if !noKsmDefaults {
+                base.name = "ksm defaults"
+                base.ksmPagesToScan = 100
+                base.ksmSleepMilliseconds = 20
+                results.append(try base.run())
             }
         }
+        let title = "\(workload.rawValue): \(procs) processes x \(mib) MiB, \(shared)% shared"
+        if let plot {
+            try SavingsPlot.svg(results, title: title).write(toFile: plot, atomically: true, encoding: .utf8)
+        }
+        if json {
+            print(MergeTable.json(results, baselines: baselines.figures, note: note))
+        } else {
+            print(MergeTable.render(results, title: title, note: note))
+            print("")
+            print(baselines.summary)
+        }
+    }
+}
+
+/// Puts the kernel's KSM tunables back when the benchmark is interrupted (Ctrl-C, SIGTERM).
+final class SignalRestorer: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+
+    init(_ ksm: KernelKSM) {
+        for signo in [SIGINT, SIGTERM] {
+            signal(signo, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
+            source.setEventHandler {
+                ksm.restore()
+                FileHandle.standardError.write(Data("\nsamepage bench: interrupted; KSM tunables restored\n".utf8))
+                exit(130)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    func cancel() {
+        for source in sources { source.cancel() }
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
     }
 }
 

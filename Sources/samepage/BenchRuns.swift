@@ -4,25 +4,57 @@ import SamepageClient
 import SamepageCore
 import SamepageSystem
 
-/// The merge workload: N processes each fill `mib` of private memory, `shared` percent of it the
-/// same pages in the same order in every process (like shared libraries or model weights) and the
-/// rest unique, mark it mergeable and scan until nothing more merges.
-struct RunsBenchmark {
+/// How the workers' memory is filled.
+enum MergeLayout: String, ExpressibleByArgument, CaseIterable {
+    /// `shared` percent of each process's pages are the same pages in the same order in every
+    /// process (shared libraries, model weights); the rest unique.
+    case runs
+    /// The shared pages are drawn at random from a pool (an eighth of the shared pages), so equal
+    /// pages sit at unrelated addresses: every merge is its own run.
+    case scattered
+    /// Every page is zero (use_zero_pages on, for both).
+    case zeros
+    /// Pages rewritten all the time by a thread in each process: nothing should merge; this
+    /// measures the overhead.
+    case churn
+}
+
+enum MergeEngineKind: String, ExpressibleByArgument {
+    case samepage
+    case ksm
+}
+
+/// One run of a merge workload with one engine: N worker processes, their memory filled, made
+/// mergeable, and merged until nothing more merges.
+struct MergeBenchmark {
+    var name: String
+    var layout: MergeLayout
+    var engine: MergeEngineKind
     var processes: Int
     var mib: Int
     var sharedPercent: Int
     var socketPath: String
     var serverPID: Int32?
+    /// KSM only: pages_to_scan and sleep_millisecs.
+    var ksmPagesToScan = 100_000
+    var ksmSleepMilliseconds = 0
+    var ksm: KernelKSM?
+    var churnSeconds = 3.0
+    var timeout = 300.0
+    var progress: Progress?
 
     struct Result {
+        var name: String
         var convergeSeconds: Double
         var wallSeconds: Double
+        var cpuSeconds: Double
         var clientCPUSeconds: Double
-        var serverCPUSeconds: Double
+        var engineCPUSeconds: Double
         var savedByCounters: Double
         var savedByPss: Double
         var vmasAdded: [Int]
-        var scans: [Int]
+        var converged: Bool
+        var samples: [(Double, Double)]
     }
 
     func run() throws -> Result {
@@ -31,62 +63,105 @@ struct RunsBenchmark {
         for index in 0..<processes {
             let process = Process()
             process.executableURL = me
-            process.arguments = ["bench-worker", "--socket", socketPath, "--mib", "\(mib)", "--shared", "\(sharedPercent)", "--index", "\(index)"]
+            process.arguments = ["bench-worker", "--engine", engine.rawValue, "--layout", layout.rawValue, "--socket", socketPath,
+                                 "--mib", "\(mib)", "--shared", "\(sharedPercent)", "--index", "\(index)"]
             let input = Pipe(), output = Pipe()
             process.standardInput = input
             process.standardOutput = output
             try process.run()
             workers.append((process, input.fileHandleForWriting, output.fileHandleForReading))
         }
+        defer {
+            for (process, input, _) in workers {
+                try? input.close()
+                process.waitUntilExit()
+            }
+        }
         for (_, _, output) in workers {
-            guard readLine(output) == "ready" else { throw ValidationError("a bench worker failed to start") }
+            let line = readLine(output)
+            guard line == "ready" else { throw ValidationError("a bench worker failed to start: \(line)") }
         }
         let pids = workers.map { $0.0.processIdentifier }
+        let everyone = pids + (serverPID.map { [$0] } ?? [])
         let vmasBefore = pids.map(mapCount)
-        let pssBefore = (pids + (serverPID.map { [$0] } ?? [])).map(pss).reduce(0, +)
-        let serverCPUBefore = serverPID.map(cpuSeconds) ?? 0
-        let client = try SamepageClient(socketPath: socketPath, name: "samepage-bench", stagingBytes: 8192)
+        let pssBefore = everyone.map(pss).reduce(0, +)
+        let engineCPU: () -> Double = engine == .ksm ? { KernelKSM.ksmdCPUSeconds() } : { serverPID.map(cpuSeconds) ?? 0 }
+        let engineCPUBefore = engineCPU()
+        let client = engine == .samepage ? try SamepageClient(socketPath: socketPath, name: "samepage-bench", stagingBytes: 8192) : nil
         func saved() throws -> Double {
-            let stats = Dictionary(try client.statistics().map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
-            return Double((stats["pages_sharing"] ?? 0) + (stats["ksm_zero_pages"] ?? 0)) * 4096
+            if let client {
+                let stats = Dictionary(try client.statistics().map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+                return Double((stats["pages_sharing"] ?? 0) + (stats["ksm_zero_pages"] ?? 0)) * 4096
+            }
+            return Double(KernelKSM.value("pages_sharing") + KernelKSM.value("ksm_zero_pages")) * 4096
+        }
+        if let ksm, engine == .ksm {
+            try ksm.set("pages_to_scan", "\(ksmPagesToScan)")
+            try ksm.set("sleep_millisecs", "\(ksmSleepMilliseconds)")
+            try ksm.set("use_zero_pages", layout == .zeros ? "1" : "0")
         }
         let start = Date()
         for (_, input, _) in workers { input.write(Data("go\n".utf8)) }
-        // Sample the savings until every worker reports convergence.
-        var samples: [(Double, Double)] = []
-        let done = WorkerReports(count: workers.count)
+        if let ksm, engine == .ksm { try ksm.set("run", "1") }
+        let reports = WorkerReports(count: workers.count)
         for (i, worker) in workers.enumerated() {
             let output = worker.2
-            Thread { done.record(i, readLine(output)) }.start()
+            Thread { reports.record(i, readLine(output)) }.start()
         }
-        while !done.allDone {
-            samples.append((Date().timeIntervalSince(start), try saved()))
-            usleep(10_000)
+        var samples: [(Double, Double)] = []
+        var lastChange = (value: -1.0, fullScans: KernelKSM.value("full_scans"))
+        var askedForReports = false
+        var converged = true
+        while !reports.allDone {
+            let now = Date().timeIntervalSince(start)
+            let value = try saved()
+            samples.append((now, value))
+            progress?.update("\(name)", seconds: now, savedMiB: value / 1_048_576)
+            var stop = false
+            if layout == .churn {
+                stop = now >= churnSeconds
+            } else if engine == .ksm {
+                // Converged when the savings have not moved for two full scans of ksmd.
+                let scans = KernelKSM.value("full_scans")
+                if value != lastChange.value {
+                    lastChange = (value, scans)
+                } else if value > 0 && scans >= lastChange.fullScans + 2 {
+                    stop = true
+                }
+            }
+            if now > timeout {
+                stop = true
+                converged = false
+            }
+            if stop && !askedForReports {
+                askedForReports = true
+                for (_, input, _) in workers { input.write(Data("report\n".utf8)) }
+            }
+            usleep(20_000)
         }
-        let reports = done.lines
         let wall = Date().timeIntervalSince(start)
         let finalSaved = try saved()
         samples.append((wall, finalSaved))
-        let converge = samples.first { $0.1 >= finalSaved * 0.99 }?.0 ?? wall
+        // Time to converge: when 99% of the final savings were reached. For the kernel, the
+        // end of the run includes the two idle full scans that showed it had converged.
+        let converge = finalSaved > 0 ? (samples.first { $0.1 >= finalSaved * 0.99 }?.0 ?? wall) : 0
         let vmasAfter = pids.map(mapCount)
-        let pssAfter = (pids + (serverPID.map { [$0] } ?? [])).map(pss).reduce(0, +)
-        let serverCPU = (serverPID.map(cpuSeconds) ?? 0) - serverCPUBefore
+        let pssAfter = everyone.map(pss).reduce(0, +)
+        let engineSeconds = engineCPU() - engineCPUBefore
         var clientCPU = 0.0
-        var scans: [Int] = []
-        for report in reports {
+        if ProcessInfo.processInfo.environment["SAMEPAGE_BENCH_DEBUG"] != nil {
+            FileHandle.standardError.write(Data("\(name): \(reports.lines) samples \(samples.count)\n".utf8))
+        }
+        for report in reports.lines {
             let fields = report.split(separator: " ")
-            if fields.count >= 4, fields[0] == "done" {
-                clientCPU += Double(fields[2]) ?? 0
-                scans.append(Int(fields[3]) ?? 0)
-            }
+            if fields.count >= 3, fields[0] == "done" { clientCPU += Double(fields[2]) ?? 0 }
         }
-        for (process, input, _) in workers {
-            input.closeFile()
-            process.waitUntilExit()
-        }
-        return Result(convergeSeconds: converge, wallSeconds: wall, clientCPUSeconds: clientCPU, serverCPUSeconds: serverCPU,
+        if let ksm, engine == .ksm { try ksm.set("run", "2") }
+        progress?.finish()
+        return Result(name: name, convergeSeconds: converge, wallSeconds: wall, cpuSeconds: clientCPU + engineSeconds,
+                      clientCPUSeconds: clientCPU, engineCPUSeconds: engineSeconds,
                       savedByCounters: finalSaved, savedByPss: pssBefore - pssAfter,
-                      vmasAdded: zip(vmasAfter, vmasBefore).map { $0 - $1 }, scans: scans)
+                      vmasAdded: zip(vmasAfter, vmasBefore).map { $0 - $1 }, converged: converged, samples: samples)
     }
 }
 
@@ -113,7 +188,9 @@ func readLine(_ handle: FileHandle) -> String {
 /// Proportional set size of a process, bytes (/proc/PID/smaps_rollup): shared pages divided among
 /// the processes that map them, so the sum over processes is the memory really used.
 func pss(_ pid: Int32) -> Double {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8) else { return 0 }
+    guard let handle = FileHandle(forReadingAtPath: "/proc/\(pid)/smaps_rollup") else { return 0 }
+    defer { try? handle.close() }
+    let text = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
     for line in text.split(separator: "\n") where line.hasPrefix("Pss:") {
         return (Double(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0) * 1024
     }
@@ -128,53 +205,14 @@ func mapCount(_ pid: Int32) -> Int {
 
 /// CPU seconds (user + system) a process has used, from /proc/PID/stat.
 func cpuSeconds(_ pid: Int32) -> Double {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-          let close = text.lastIndex(of: ")") else { return 0 }
+    guard let handle = FileHandle(forReadingAtPath: "/proc/\(pid)/stat") else { return 0 }
+    defer { try? handle.close() }
+    let text = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+    guard let close = text.lastIndex(of: ")") else { return 0 }
     let fields = text[text.index(after: close)...].split(separator: " ")
-    // After the command: state is field 3, utime 14, stime 15 (1-based in proc(5)).
+    // After the command: state is field 3, utime 14, stime 15 (1-based, proc(5)).
     guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
     return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-}
-
-/// `samepage bench-worker`: one process of the runs workload (spawned by `samepage bench`).
-struct BenchWorker: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench-worker", shouldDisplay: false)
-
-    @Option var socket: String
-    @Option var mib: Int
-    @Option var shared: Int
-    @Option var index: Int
-
-    func run() throws {
-        let client = try SamepageClient(socketPath: socket, name: "bench-worker")
-        try client.setMergeParameter("run", 0)
-        let pages = mib << 8
-        let sharedPages = pages * shared / 100
-        let memory = try client.allocate(pages * 4096)
-        for page in 0..<pages {
-            // Shared pages: the same content number in every process; the rest: this process's own.
-            let content = page < sharedPages ? UInt64(page) : UInt64(index + 1) << 40 | UInt64(page)
-            PseudoRandomPages.fill(memory + page * 4096, content: content, seed: 1)
-        }
-        try client.advise(memory, length: pages * 4096, .mergeable)
-        say("ready")
-        guard Swift.readLine() == "go" else { return }
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        let cpuBefore = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-        var last = -1, stable = 0, scans = 0
-        while stable < 2 || scans < 3 {
-            try client.scan(fullScans: 1)
-            scans += 1
-            let merged = client.processStatistics().mergingPages
-            stable = merged == last ? stable + 1 : 0
-            last = merged
-        }
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6 - cpuBefore
-        say("done \(last) \(cpu) \(scans)")
-        while Swift.readLine() != nil {}
-    }
 }
 
 /// A line on stdout, written at once (stdout is a pipe to the bench driver).

@@ -1,0 +1,142 @@
+import ArgumentParser
+import Foundation
+import SamepageClient
+import SamepageCore
+import SamepageSystem
+
+/// `samepage bench-worker`: one process of a merge workload, spawned by `samepage bench`. It
+/// fills its memory, says "ready", waits for "go", then merges (Samepage: scans itself until
+/// nothing more merges; KSM: ksmd does the work) and prints "done MERGED CPU-SECONDS SCANS" when
+/// converged or when told "report". It exits at the end of its input.
+struct BenchWorker: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench-worker", shouldDisplay: false)
+
+    @Option var engine: MergeEngineKind
+    @Option var layout: MergeLayout
+    @Option var socket: String
+    @Option var mib: Int
+    @Option var shared: Int
+    @Option var index: Int
+
+    func run() throws {
+        let pages = mib << 8
+        let client = engine == .samepage ? try SamepageClient(socketPath: socket, name: "bench-worker") : nil
+        let memory: UnsafeMutableRawPointer
+        if let client {
+            try client.setMergeParameter("run", 0)
+            if layout == .zeros { try client.setMergeParameter("use_zero_pages", 1) }
+            memory = try client.allocate(pages * 4096)
+        } else {
+            memory = try Syscall.mmap(nil, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        }
+        fill(memory, pages: pages)
+        if let client {
+            try client.advise(memory, length: pages * 4096, .mergeable)
+        } else {
+            try Syscall.madvise(memory, pages * 4096, 12)  // MADV_MERGEABLE
+        }
+        say("ready")
+        guard Swift.readLine() == "go" else { return }
+        let told = ReportRequest(), closed = ReportRequest()
+        Thread {
+            while let line = Swift.readLine() {
+                if line == "report" { told.set() }
+            }
+            told.set()
+            closed.set()
+        }.start()
+        let churn = layout == .churn ? Churner(memory: memory, pages: pages) : nil
+        churn?.start()
+        let cpuBefore = ownCPUSeconds()
+        var merged = 0, scans = 0
+        if let client {
+            var stable = 0
+            while !told.isSet && (layout == .churn || stable < 2 || scans < 3) {
+                try client.scan(fullScans: 1)
+                scans += 1
+                let now = client.processStatistics().mergingPages + client.processStatistics().zeroPages
+                stable = now == merged ? stable + 1 : 0
+                merged = now
+            }
+        } else {
+            while !told.isSet { usleep(10_000) }
+            merged = Int((try? String(contentsOfFile: "/proc/self/ksm_merging_pages", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        }
+        churn?.stop()
+        say("done \(merged) \(ownCPUSeconds() - cpuBefore) \(scans)")
+        // Stay (with the memory merged) until the driver has measured and closes our input.
+        while !closed.isSet { usleep(10_000) }
+    }
+
+    private func fill(_ memory: UnsafeMutableRawPointer, pages: Int) {
+        let sharedPages = pages * shared / 100
+        var random = UInt64(index + 1) &* 0x9E37_79B9_7F4A_7C15
+        for page in 0..<pages {
+            let address = memory + page * 4096
+            switch layout {
+            case .zeros:
+                continue  // anonymous memory is zero already; touch it so it is really there
+            case .runs, .churn:
+                let content = page < sharedPages ? UInt64(page) : UInt64(index + 1) << 40 | UInt64(page)
+                PseudoRandomPages.fill(address, content: content, seed: 1)
+            case .scattered:
+                random = random &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                let pool = UInt64(max(1, sharedPages / 8))
+                let content = page < sharedPages ? (random >> 17) % pool : UInt64(index + 1) << 40 | UInt64(page)
+                PseudoRandomPages.fill(address, content: content, seed: 1)
+            }
+        }
+        if layout == .zeros {
+            for page in 0..<pages { (memory + page * 4096).storeBytes(of: 0, as: UInt8.self) }
+        }
+    }
+
+    private func ownCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+}
+
+final class ReportRequest: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.lock(); value = true; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+}
+
+/// Rewrites every page, continuously (the churn workload).
+final class Churner: @unchecked Sendable {
+    let memory: UnsafeMutableRawPointer
+    let pages: Int
+    private let flag = ReportRequest()
+    private var thread: Thread?
+
+    init(memory: UnsafeMutableRawPointer, pages: Int) {
+        self.memory = memory
+        self.pages = pages
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            var counter: UInt64 = 0
+            // Every page changes once every ~50 ms: faster than any scan, so every page stays
+            // volatile, at a write rate an application could have.
+            while !flag.isSet {
+                for page in 0..<pages {
+                    counter &+= 1
+                    (memory + page * 4096 + Int(counter % 512) * 8).storeBytes(of: counter, as: UInt64.self)
+                }
+                usleep(50_000)
+            }
+        }
+        self.thread = thread
+        thread.start()
+    }
+
+    func stop() {
+        flag.set()
+        usleep(1000)
+    }
+}
