@@ -250,8 +250,10 @@ struct MessageCodecTests {
         #expect(Array(report[2..<4]) == [13, 0])
         #expect(report.count == FrameHeader.size + 7 * 8)
         // Field order: scanned, full scans, skipped, volatile, zero, merging, rmap items.
-        #expect((0..<6).map { report[16 + $0 * 8] } == [1, 2, 3, 4, 5, 6])
-        #expect(Array(report[(16 + 48)...]) == Array(repeating: 0xFF, count: 8))
+        let firstBytes: [UInt8] = (0..<6).map { (i: Int) -> UInt8 in report[16 + i * 8] }
+        #expect(firstBytes == [1, 2, 3, 4, 5, 6])
+        let rmapBytes: [UInt8] = Array(report[64...])
+        #expect(rmapBytes == [UInt8](repeating: 0xFF, count: 8))
         let configure = Request.configure(name: "ab", value: 0x0102).encode(requestID: 0)
         #expect(Array(configure[2..<4]) == [14, 0])
         #expect(Array(configure[16...]) == [2, 0, UInt8(ascii: "a"), UInt8(ascii: "b"), 2, 1, 0, 0, 0, 0, 0, 0])
@@ -267,7 +269,7 @@ struct MessageCodecTests {
 
     @Test func mergeOutcomes() {
         #expect(MergeOutcome.merge(0).page == 0)
-        #expect(MergeOutcome.merge(.max - 2).page == .max - 2)
+        #expect(MergeOutcome.merge(PageNumber.max - 2).page == PageNumber.max - 2)
         #expect(MergeOutcome.zero.page == nil)
         #expect(MergeOutcome.unstable.page == nil)
         #expect(MergeOutcome.zero != .unstable)
