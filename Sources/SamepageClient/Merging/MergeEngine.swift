@@ -361,75 +361,99 @@ final class MergeEngine: @unchecked Sendable {
                 runs.append((m.range, m.index, m.page, 1))
             }
         }
+        // Runs first: the longest runs get the mapping budget.
         var releases: [PageNumber] = []
+        var chosen: [(range: MergeRange, index: Int, page: PageNumber, count: Int)] = []
+        var budgetLeft = mappingBudget - mappingsUsed
         for run in runs.sorted(by: { $0.count > $1.count }) {
-            if run.count == 0 {
-                releases.append(run.page)
-                continue
-            }
             // A run in the middle of a mapping splits it in three: two more mappings.
-            guard mappingsUsed + 2 <= mappingBudget else {
-                releases += (0..<run.count).map { run.page + PageNumber($0) }
+            if run.count == 0 || budgetLeft < 2 || Int(run.page) * 4096 + run.count * 4096 > regionBytes {
+                releases += run.count == 0 ? [run.page] : (0..<run.count).map { run.page + PageNumber($0) }
                 continue
             }
-            let merged = mergeRun(run.range, run.index, run.page, run.count)
+            budgetLeft -= 2
+            chosen.append(run)
+        }
+        // One write-protect for all the runs of a range in this slice, not one per run: with
+        // scattered duplicates every page is its own run, and the syscalls are the cost.
+        for (_, group) in Dictionary(grouping: chosen, by: { ObjectIdentifier($0.range) }) {
+            let ordered = group.sorted { $0.index < $1.index }
+            let range = ordered[0].range
+            let first = ordered[0].index
+            let last = ordered.map { $0.index + $0.count }.max()!
+            let merged = mergeRuns(range, span: first..<last, ordered.map { ($0.index, $0.page, $0.count) })
             mappingsUsed += merged.subruns * 2
             releases += merged.failed
         }
         return releases
     }
 
-    /// Write-protects a run, confirms each page against the region with memcmp, and maps the
-    /// region over the equal parts (MAP_PRIVATE | MAP_FIXED: later writes copy on write).
-    private func mergeRun(_ range: MergeRange, _ index: Int, _ page: PageNumber, _ count: Int) -> (failed: [PageNumber], subruns: Int) {
-        let address = UnsafeMutableRawPointer(bitPattern: range.address(index))!
-        let length = count * 4096
-        guard Int(page) * 4096 + length <= regionBytes else { return ((0..<count).map { page + PageNumber($0) }, 0) }
-        sp_guard_begin(address, length)
+    /// Write-protects the span of some runs of one range, confirms each page against the region
+    /// with memcmp, maps the region over the equal parts (MAP_PRIVATE | MAP_FIXED: later writes
+    /// copy on write), and opens the span again. Writers into the span meanwhile wait in the
+    /// merge guard. Only readable, writable private memory is ever a candidate, so opening the
+    /// span read-write restores what was there.
+    private func mergeRuns(_ range: MergeRange, span: Range<Int>, _ runs: [(index: Int, page: PageNumber, count: Int)]) -> (failed: [PageNumber], subruns: Int) {
+        let spanAddress = UnsafeMutableRawPointer(bitPattern: range.address(span.lowerBound))!
+        let spanLength = span.count * 4096
+        let all = runs.flatMap { run in (0..<run.count).map { run.page + PageNumber($0) } }
+        sp_guard_begin(spanAddress, spanLength)
         defer { sp_guard_end() }
-        guard (try? Syscall.mprotect(address, length, PROT_READ)) != nil else {
-            return ((0..<count).map { page + PageNumber($0) }, 0)
-        }
+        guard (try? Syscall.mprotect(spanAddress, spanLength, PROT_READ)) != nil else { return (all, 0) }
+        defer { _ = try? Syscall.mprotect(spanAddress, spanLength, PROT_READ | PROT_WRITE) }
         var failed: [PageNumber] = []
         var subruns = 0
-        var k = 0
-        while k < count {
-            let equal = memcmp(address + k * 4096, regionView + (Int(page) + k) * 4096, 4096) == 0
-            var end = k + 1
-            while end < count && (memcmp(address + end * 4096, regionView + (Int(page) + end) * 4096, 4096) == 0) == equal {
-                end += 1
-            }
-            let subAddress = address + k * 4096
-            let subLength = (end - k) * 4096
-            if equal, (try? Syscall.mmap(subAddress, subLength, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
-                                         client.regionDescriptor, UInt64(Int(page) + k) * 4096)) != nil {
-                subruns += 1
-                for i in k..<end {
-                    range.state[index + i] = .merged
-                    range.region[index + i] = page + PageNumber(i)
+        for (index, page, count) in runs {
+            let address = UnsafeMutableRawPointer(bitPattern: range.address(index))!
+            var k = 0
+            while k < count {
+                let equal = memcmp(address + k * 4096, regionView + (Int(page) + k) * 4096, 4096) == 0
+                var end = k + 1
+                while end < count && (memcmp(address + end * 4096, regionView + (Int(page) + end) * 4096, 4096) == 0) == equal {
+                    end += 1
                 }
-            } else {
-                _ = try? Syscall.mprotect(subAddress, subLength, PROT_READ | PROT_WRITE)
-                failed += (k..<end).map { page + PageNumber($0) }
+                if equal, (try? Syscall.mmap(address + k * 4096, (end - k) * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+                                             client.regionDescriptor, UInt64(Int(page) + k) * 4096)) != nil {
+                    subruns += 1
+                    for i in k..<end {
+                        range.state[index + i] = .merged
+                        range.region[index + i] = page + PageNumber(i)
+                    }
+                } else {
+                    failed += (k..<end).map { page + PageNumber($0) }
+                }
+                k = end
             }
-            k = end
         }
         return (failed, subruns)
     }
 
     /// use_zero_pages: discards all-zero pages (MADV_DONTNEED), so they read the kernel's zero
-    /// page and take no memory. Write-protected while checked, like a merge.
+    /// page and take no memory. Consecutive pages go together: write-protected while checked,
+    /// like a merge, then discarded with one call.
     private func applyZeroes(_ range: MergeRange, _ indices: [Int]) {
-        for index in indices {
-            let address = UnsafeMutableRawPointer(bitPattern: range.address(index))!
-            sp_guard_begin(address, 4096)
-            if (try? Syscall.mprotect(address, 4096, PROT_READ)) != nil {
-                if memcmp(address, ZeroPage.pointer, 4096) == 0, (try? Syscall.madvise(address, 4096, MADV_DONTNEED)) != nil {
-                    range.state[index] = .zero
+        var i = 0
+        while i < indices.count {
+            var j = i + 1
+            while j < indices.count && indices[j] == indices[j - 1] + 1 { j += 1 }
+            let first = indices[i], count = j - i
+            let address = UnsafeMutableRawPointer(bitPattern: range.address(first))!
+            sp_guard_begin(address, count * 4096)
+            if (try? Syscall.mprotect(address, count * 4096, PROT_READ)) != nil {
+                var k = 0
+                while k < count {
+                    let zero = memcmp(address + k * 4096, ZeroPage.pointer, 4096) == 0
+                    var end = k + 1
+                    while end < count && (memcmp(address + end * 4096, ZeroPage.pointer, 4096) == 0) == zero { end += 1 }
+                    if zero, (try? Syscall.madvise(address + k * 4096, (end - k) * 4096, MADV_DONTNEED)) != nil {
+                        for page in k..<end { range.state[first + page] = .zero }
+                    }
+                    k = end
                 }
-                _ = try? Syscall.mprotect(address, 4096, PROT_READ | PROT_WRITE)
+                _ = try? Syscall.mprotect(address, count * 4096, PROT_READ | PROT_WRITE)
             }
             sp_guard_end()
+            i = j
         }
     }
 
