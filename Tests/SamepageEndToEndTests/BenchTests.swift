@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+
+/// `samepage bench` runs and its numbers are sane (its timings are not asserted: a benchmark
+/// measures, tests check behaviour).
+@Suite(.serialized)
+struct BenchTests {
+    static func ksmTunables() -> [String: String] {
+        var values: [String: String] = [:]
+        for name in ["run", "pages_to_scan", "sleep_millisecs", "max_page_sharing", "use_zero_pages", "smart_scan"] {
+            values[name] = try? String(contentsOfFile: "/sys/kernel/mm/ksm/" + name, encoding: .utf8)
+        }
+        return values
+    }
+
+    @Test("a short runs benchmark: Samepage and (as root) the kernel's KSM save what the workload offers")
+    func shortRuns() throws {
+        let before = Self.ksmTunables()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("samepage-bench-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let plot = directory + "/runs.svg"
+        let result = try Command.run(Binaries.samepage, ["bench", "--workload", "runs", "--procs", "2", "--mib", "8",
+                                                         "--shared", "50", "--no-ksm-defaults", "--json", "--plot", plot,
+                                                         "--timeout", "60"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let results = try #require(json["results"] as? [[String: Any]])
+        // 2 processes x 2048 pages, half of them the same pages in both: 1024 pages saved.
+        let expected = 1024.0 * 4096
+        let samepage = try #require(results.first { $0["name"] as? String == "samepage" })
+        #expect(samepage["saved_bytes"] as? Double == expected)
+        #expect((samepage["converged"] as? Bool) == true)
+        #expect((samepage["saved_bytes_pss"] as? Double ?? 0) > expected * 0.5, "the kernel's Pss agrees (within overheads)")
+        #expect((samepage["cpu_seconds"] as? Double ?? 0) > 0)
+        if let ksm = results.first(where: { $0["name"] as? String == "ksm full speed" }) {
+            #expect(ksm["saved_bytes"] as? Double == expected, "the kernel's KSM saves the same")
+        } else {
+            #expect((json["note"] as? String)?.contains("KSM") == true, "without KSM, the output says why")
+        }
+        let baselines = try #require(json["baselines"] as? [String: Double])
+        #expect((baselines["memcpy_gb_per_s"] ?? 0) > 0.1 && (baselines["memcmp_gb_per_s"] ?? 0) > 0.1)
+        #expect((baselines["af_unix_round_trip_us"] ?? 0) > 0)
+        let svg = try String(contentsOfFile: plot, encoding: .utf8)
+        #expect(svg.hasPrefix("<svg") && svg.contains("<polyline"))
+        #expect(Self.ksmTunables() == before, "every KSM tunable is back as it was")
+    }
+
+    @Test("a short put benchmark reports both puts against their baselines")
+    func shortPut() throws {
+        let result = try Command.run(Binaries.samepage, ["bench", "--workload", "put", "--size", "16M", "--rounds", "1", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Double])
+        for key in ["memcpy into fresh memory", "memcmp", "put distinct", "put duplicate"] {
+            #expect((json[key] ?? 0) > 0.01, "\(key): \(json[key] ?? -1)")
+        }
+    }
+}
