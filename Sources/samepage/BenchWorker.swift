@@ -54,7 +54,8 @@ struct BenchWorker: ParsableCommand {
             while !told.isSet && (layout == .churn || stable < 2 || scans < 3) {
                 try client.scan(fullScans: 1)
                 scans += 1
-                let now = client.processStatistics().mergingPages + client.processStatistics().zeroPages
+                let stats = client.processStatistics()
+                let now = stats.mergingPages + stats.zeroPages
                 stable = now == merged ? stable + 1 : 0
                 merged = now
             }

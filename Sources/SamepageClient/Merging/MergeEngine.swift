@@ -241,14 +241,26 @@ final class MergeEngine: @unchecked Sendable {
                 try? Syscall.pread(pagemapFD, raw, offset: UInt64(range.address(from) / 4096) * 8)
             }
         }
-        // The slice's bytes, copied without faulting; unreadable pages are marked.
+        // The bytes of the slice's pages that are not merged, copied without faulting (merged
+        // pages need only their pagemap entry); unreadable pages are marked.
         var readable = [Bool](repeating: true, count: count)
-        let copied = (try? Syscall.readOwnMemory(into: scratch, from: sliceAddress, count: count * 4096)) ?? 0
-        if copied < count * 4096 {
-            for page in (copied / 4096)..<count {
-                let ok = (try? Syscall.readOwnMemory(into: scratch + page * 4096, from: sliceAddress + page * 4096, count: 4096)) == 4096
-                readable[page] = ok
+        var runStart = 0
+        while runStart < count {
+            guard range.state[from + runStart] != .merged else {
+                runStart += 1
+                continue
             }
+            var runEnd = runStart + 1
+            while runEnd < count && range.state[from + runEnd] != .merged { runEnd += 1 }
+            let bytes = (runEnd - runStart) * 4096
+            let copied = (try? Syscall.readOwnMemory(into: scratch + runStart * 4096, from: sliceAddress + runStart * 4096, count: bytes)) ?? 0
+            if copied < bytes {
+                for page in (runStart + copied / 4096)..<runEnd {
+                    let ok = (try? Syscall.readOwnMemory(into: scratch + page * 4096, from: sliceAddress + page * 4096, count: 4096)) == 4096
+                    readable[page] = ok
+                }
+            }
+            runStart = runEnd
         }
         var candidates: [Int] = []
         var releases: [PageNumber] = []
