@@ -246,12 +246,12 @@ final class MergeEngine: @unchecked Sendable {
         var readable = [Bool](repeating: true, count: count)
         var runStart = 0
         while runStart < count {
-            guard range.state[from + runStart] != .merged else {
+            guard range.state[from + runStart] == .normal else {
                 runStart += 1
                 continue
             }
             var runEnd = runStart + 1
-            while runEnd < count && range.state[from + runEnd] != .merged { runEnd += 1 }
+            while runEnd < count && range.state[from + runEnd] == .normal { runEnd += 1 }
             let bytes = (runEnd - runStart) * 4096
             let copied = (try? Syscall.readOwnMemory(into: scratch + runStart * 4096, from: sliceAddress + runStart * 4096, count: bytes)) ?? 0
             if copied < bytes {
@@ -282,10 +282,9 @@ final class MergeEngine: @unchecked Sendable {
                     range.checksum[index] = 0
                 }
             case .zero:
-                let hash = checksummer.hash(page)
-                if !checksummer.isZero(page, hash: hash) {
+                if Self.wasWritten(discardedZeroPage: pagemap[offset]) {
                     range.state[index] = .normal
-                    range.checksum[index] = UInt32(truncatingIfNeeded: hash)
+                    range.checksum[index] = 0
                 }
             case .normal:
                 if parameters.smartScan && range.skip[index] > 0 {
@@ -336,6 +335,14 @@ final class MergeEngine: @unchecked Sendable {
         releases += pendingReleases
         pendingReleases.removeAll()
         if !releases.isEmpty { try client.releaseMerged(releases) }
+    }
+
+    /// A page discarded with MADV_DONTNEED reads the kernel's shared zero page: not present until
+    /// read, then present but not exclusively mapped (pagemap bit 56). A write gives it a page of
+    /// its own, present and exclusive: the zero page is no longer used, as the kernel's
+    /// ksm_zero_pages counts it. No need to read the page to know.
+    static func wasWritten(discardedZeroPage entry: UInt64) -> Bool {
+        entry & (1 << 63) != 0 && entry & (1 << 56) != 0
     }
 
     /// Only readable, writable private memory is merged: anything else the application set up
@@ -498,8 +505,6 @@ final class MergeEngine: @unchecked Sendable {
     /// process's figures are true at once, as the kernel's are; the server's references go with
     /// the next scan.
     private func refreshStates() {
-        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
-        defer { scratch.deallocate() }
         for range in ranges where range.state.contains(where: { $0 != .normal }) {
             var pagemap = [UInt64](repeating: 0, count: range.pageCount)
             if pagemapFD >= 0 {
@@ -513,13 +518,9 @@ final class MergeEngine: @unchecked Sendable {
                     pendingReleases.append(range.region[index])
                     range.state[index] = .normal
                     range.checksum[index] = 0
-                case .zero:
-                    let address = UnsafeRawPointer(bitPattern: range.address(index))!
-                    let read = (try? Syscall.readOwnMemory(into: scratch, from: address, count: 4096)) ?? 0
-                    if read == 4096 && memcmp(scratch, ZeroPage.pointer, 4096) != 0 {
-                        range.state[index] = .normal
-                        range.checksum[index] = 0
-                    }
+                case .zero where Self.wasWritten(discardedZeroPage: pagemap[index]):
+                    range.state[index] = .normal
+                    range.checksum[index] = 0
                 default:
                     break
                 }
