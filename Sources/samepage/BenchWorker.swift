@@ -52,8 +52,12 @@ struct BenchWorker: ParsableCommand {
         if let client {
             var stable = 0
             while !told.isSet && (layout == .churn || stable < 2 || scans < 3) {
+                let scanStart = Date()
                 try client.scan(fullScans: 1)
                 scans += 1
+                if ProcessInfo.processInfo.environment["SAMEPAGE_BENCH_DEBUG"] != nil {
+                    FileHandle.standardError.write(Data("worker \(index) scan \(scans): \(Int(Date().timeIntervalSince(scanStart) * 1000)) ms, merged \(client.processStatistics().mergingPages)\n".utf8))
+                }
                 let stats = client.processStatistics()
                 let now = stats.mergingPages + stats.zeroPages
                 stable = now == merged ? stable + 1 : 0

@@ -49,11 +49,11 @@ final class MergeEngine: @unchecked Sendable {
     let regionBytes: Int
     private var pagemapFD: Int32 = -1
     private var scanner: ScannerThread?
-    /// Pages read and checked per scan request: 2 MiB. The slice is read into private scratch
-    /// memory and only candidates are copied to the staging memory, so a scanning process keeps at
-    /// most this much of staging resident (shared memory, counted by the kernel for both ends).
+    /// Pages read and checked per scan request: 2 MiB. The slice is read straight into the
+    /// staging memory (candidates are then moved down only when volatile pages sit between
+    /// them), and the staging pages are given back after each full scan: a scanning process keeps
+    /// at most this much of staging resident, and only while it scans.
     static let slicePages = 512
-    private let scratch = UnsafeMutableRawPointer.allocate(byteCount: slicePages * 4096, alignment: 4096)
 
     init(client: SamepageClient, regionView: UnsafeRawPointer, regionBytes: Int) {
         self.owner = client
@@ -66,7 +66,6 @@ final class MergeEngine: @unchecked Sendable {
 
     deinit {
         if pagemapFD >= 0 { close(pagemapFD) }
-        scratch.deallocate()
     }
 
     // MARK: Ranges
@@ -208,9 +207,8 @@ final class MergeEngine: @unchecked Sendable {
     }
 
     private func completeFullScan() {
-        // Between full scans the scratch slice and the staging pages the candidates went through
-        // hold nothing of value: give them back, so a scanning process costs little memory.
-        _ = try? Syscall.madvise(scratch, Self.slicePages * 4096, MADV_DONTNEED)
+        // Between full scans the staging pages the slices went through hold nothing of value:
+        // give them back, so a scanning process costs little memory.
         client.stagingLock.withLock { client.releaseStagingMemory(pages: Self.slicePages) }
         fullScans += 1
         volatileLastScan = volatileThisScan
@@ -232,7 +230,7 @@ final class MergeEngine: @unchecked Sendable {
     private func scanSliceHoldingStaging(_ range: MergeRange, _ from: Int, _ to: Int) throws(SamepageError) {
         let count = to - from
         let staging = client.stagingBase
-        let scratch = self.scratch
+        let slice = staging
         let sliceAddress = UnsafeRawPointer(bitPattern: range.address(from))!
         // Pagemap entries of the slice: bit 63 present, bit 61 file page (still the region's).
         var pagemap = [UInt64](repeating: 0, count: count)
@@ -253,10 +251,10 @@ final class MergeEngine: @unchecked Sendable {
             var runEnd = runStart + 1
             while runEnd < count && range.state[from + runEnd] == .normal { runEnd += 1 }
             let bytes = (runEnd - runStart) * 4096
-            let copied = (try? Syscall.readOwnMemory(into: scratch + runStart * 4096, from: sliceAddress + runStart * 4096, count: bytes)) ?? 0
+            let copied = (try? Syscall.readOwnMemory(into: slice + runStart * 4096, from: sliceAddress + runStart * 4096, count: bytes)) ?? 0
             if copied < bytes {
                 for page in (runStart + copied / 4096)..<runEnd {
-                    let ok = (try? Syscall.readOwnMemory(into: scratch + page * 4096, from: sliceAddress + page * 4096, count: 4096)) == 4096
+                    let ok = (try? Syscall.readOwnMemory(into: slice + page * 4096, from: sliceAddress + page * 4096, count: 4096)) == 4096
                     readable[page] = ok
                 }
             }
@@ -266,7 +264,7 @@ final class MergeEngine: @unchecked Sendable {
         var releases: [PageNumber] = []
         for offset in 0..<count {
             let index = from + offset
-            let page = scratch + offset * 4096
+            let page = slice + offset * 4096
             pagesScanned += 1
             guard readable[offset], isMergeable(range.address(index)) else {
                 pagesSkipped += 1
@@ -298,7 +296,7 @@ final class MergeEngine: @unchecked Sendable {
                     volatileThisScan += 1
                     continue
                 }
-                memcpy(staging + candidates.count * 4096, page, 4096)
+                if candidates.count != offset { memcpy(staging + candidates.count * 4096, page, 4096) }
                 candidates.append(index)
             }
         }
