@@ -6,16 +6,7 @@ import Testing
 // Service.handle directly, staging memory is a PageBuffer and regions are MemoryBackings.
 
 /// One connection: a session and the staging memory its candidates are copied to.
-private final class MergeClient {
-    let session: Session
-    let staging: PageBuffer
-
-    init(_ session: Session, stagingPages: Int) {
-        self.session = session
-        staging = PageBuffer(pages: stagingPages)
-        session.staging = UnsafeRawBufferPointer(staging.bytes)
-    }
-}
+private typealias MergeClient = SessionClient
 
 private struct ScanResult: Equatable {
     var outcomes: [MergeOutcome]
@@ -35,33 +26,7 @@ private func keys(_ base: UInt64, _ count: Int) -> [UInt64] {
     (0..<count).map { base + UInt64($0) * 4096 }
 }
 
-private final class MergeFixture {
-    /// The regions the service created, by domain name (a class, for the factory closure).
-    final class Registry { var made: [String: MemoryBacking] = [:] }
-
-    let service: Service
-    let registry: Registry
-
-    init(regionPages: UInt32 = 64, maxPageSharing: UInt32 = 256) {
-        let registry = Registry()
-        self.registry = registry
-        service = Service(regionBytes: UInt64(regionPages) * UInt64(Page.size), maxPageSharing: maxPageSharing) { name in
-            precondition(registry.made[name] == nil, "two regions for domain \(name)")
-            let backing = MemoryBacking(pageCount: regionPages)
-            registry.made[name] = backing
-            return backing
-        }
-    }
-
-    func client(uid: UInt32 = 1000, pid: Int32 = 100, stagingPages: Int = 32) throws -> MergeClient {
-        MergeClient(try service.openSession(peer: PeerIdentity(pid: pid, uid: uid, gid: uid)), stagingPages: stagingPages)
-    }
-
-    func send(_ request: Request, _ client: MergeClient) -> [Reply] {
-        service.handle(request, session: client.session)
-    }
-
-    func backing(_ client: MergeClient) -> MemoryBacking { registry.made[client.session.domain.name]! }
+private final class MergeFixture: ServiceHarness {
     func store(_ client: MergeClient) -> PageStore { client.session.domain.store }
     func owners(_ client: MergeClient, _ page: PageNumber) -> UInt32 { store(client).owners(of: page) }
 

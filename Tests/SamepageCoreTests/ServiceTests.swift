@@ -2,21 +2,7 @@ import Testing
 @testable import SamepageCore
 
 /// The regions a service created, by domain name.
-private final class BackingRegistry {
-    var made: [String: MemoryBacking] = [:]
-}
-
-/// One connection: a session and the staging memory it reads pages from.
-private final class Client {
-    let session: Session
-    let staging: PageBuffer
-
-    init(_ session: Session, stagingPages: Int) {
-        self.session = session
-        staging = PageBuffer(pages: stagingPages)
-        session.staging = UnsafeRawBufferPointer(staging.bytes)
-    }
-}
+private typealias Client = SessionClient
 
 private extension Reply {
     var committedID: ObjectID? {
@@ -27,33 +13,7 @@ private extension Reply {
     }
 }
 
-private final class ServiceFixture {
-    let service: Service
-    let registry: BackingRegistry
-    let regionPages: UInt32
-
-    init(regionPages: UInt32 = 64, maxPageSharing: UInt32 = 256) {
-        self.regionPages = regionPages
-        let registry = BackingRegistry()
-        self.registry = registry
-        service = Service(regionBytes: UInt64(regionPages) * UInt64(Page.size), maxPageSharing: maxPageSharing) { name in
-            precondition(registry.made[name] == nil, "two regions for domain \(name)")
-            let backing = MemoryBacking(pageCount: regionPages)
-            registry.made[name] = backing
-            return backing
-        }
-    }
-
-    func client(uid: UInt32 = 1000, pid: Int32 = 100, stagingPages: Int = 32) throws -> Client {
-        Client(try service.openSession(peer: PeerIdentity(pid: pid, uid: uid, gid: uid)), stagingPages: stagingPages)
-    }
-
-    func send(_ request: Request, _ client: Client) -> [Reply] {
-        service.handle(request, session: client.session)
-    }
-
-    func backing(_ client: Client) -> MemoryBacking { registry.made[client.session.domain.name]! }
-
+private final class ServiceFixture: ServiceHarness {
     /// Uploads an object of `contents` (one staging page each, from staging page `at`), in
     /// putPages of `chunk` pages, and returns its id.
     func upload(_ client: Client, _ contents: [UInt64], length: UInt64? = nil, handle: UInt32 = 1,

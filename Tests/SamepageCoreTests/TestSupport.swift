@@ -118,3 +118,47 @@ func makeCounters(shared: Int64 = 0, sharing: Int64 = 0, unshared: Int64 = 0,
     c.zeroPages = zero
     return c
 }
+
+/// One connection: a session and the staging memory it reads pages from.
+final class SessionClient {
+    let session: Session
+    let staging: PageBuffer
+
+    init(_ session: Session, stagingPages: Int) {
+        self.session = session
+        staging = PageBuffer(pages: stagingPages)
+        session.staging = UnsafeRawBufferPointer(staging.bytes)
+    }
+}
+
+/// A service over in-memory regions, keeping the region it made for each domain.
+class ServiceHarness {
+    /// The regions the service created, by domain name (a class, for the factory closure).
+    final class Registry { var made: [String: MemoryBacking] = [:] }
+
+    let service: Service
+    let registry: Registry
+    let regionPages: UInt32
+
+    init(regionPages: UInt32 = 64, maxPageSharing: UInt32 = 256) {
+        self.regionPages = regionPages
+        let registry = Registry()
+        self.registry = registry
+        service = Service(regionBytes: UInt64(regionPages) * UInt64(Page.size), maxPageSharing: maxPageSharing) { name in
+            precondition(registry.made[name] == nil, "two regions for domain \(name)")
+            let backing = MemoryBacking(pageCount: regionPages)
+            registry.made[name] = backing
+            return backing
+        }
+    }
+
+    func client(uid: UInt32 = 1000, pid: Int32 = 100, stagingPages: Int = 32) throws -> SessionClient {
+        SessionClient(try service.openSession(peer: PeerIdentity(pid: pid, uid: uid, gid: uid)), stagingPages: stagingPages)
+    }
+
+    func send(_ request: Request, _ client: SessionClient) -> [Reply] {
+        service.handle(request, session: client.session)
+    }
+
+    func backing(_ client: SessionClient) -> MemoryBacking { registry.made[client.session.domain.name]! }
+}
