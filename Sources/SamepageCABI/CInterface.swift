@@ -24,6 +24,7 @@ func errnoValue(_ error: SamepageError) -> Int32 {
     switch error {
     // Whether the socket file is missing (ENOENT) or nobody listens (ECONNREFUSED), the server
     // is not running; ENOENT is kept for an unknown object.
+    case .serverNotRunning(_, let errno) where errno == .permissionDenied: return EACCES
     case .serverNotRunning: return ECONNREFUSED
     case .server(let code, _):
         switch code {

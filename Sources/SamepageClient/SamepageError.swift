@@ -17,6 +17,8 @@ public enum SamepageError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
+        case .serverNotRunning(let path, let errno) where errno == .permissionDenied:
+            "permission denied connecting to samepaged at \(path): the socket's mode (samepaged --socket-mode) or its directory does not let this user in"
         case .serverNotRunning(let path, let errno):
             "samepaged is not running at \(path) (\(errno)); start it with `samepaged --socket \(path)` or set SAMEPAGE_SOCKET"
         case .server(let code, let message): "\(code.name): \(message)"

@@ -39,7 +39,8 @@ public final class Server {
         self.configuration = configuration
         self.logger = logger
         let regionBytes = configuration.regionBytes
-        service = Service(regionBytes: regionBytes, maxPageSharing: configuration.maxPageSharing) { [regions] name in
+        service = Service(regionBytes: regionBytes, maxPageSharing: configuration.maxPageSharing,
+                          policy: configuration.policy) { [regions] name in
             let region = try MemfdRegion(name: name, bytes: regionBytes)
             regions.byDomain[name] = region
             return region
@@ -68,6 +69,8 @@ public final class Server {
             "socket": "\(configuration.socketPath)",
             "region": "\(ByteSize.format(configuration.regionBytes))",
             "max_page_sharing": "\(configuration.maxPageSharing)",
+            "allowed_uids": "\(configuration.policy.allowedUIDs.sorted())",
+            "allowed_gids": "\(configuration.policy.allowedGIDs.sorted())",
         ])
         while running {
             try ring.submitAndWait(1)
@@ -182,6 +185,11 @@ public final class Server {
     }
 
     private func hello(version: UInt32, name: String, requestID: UInt64, on connection: Connection) {
+        guard service.policy.permits(connection.peer) else {
+            return violation("uid \(connection.peer.uid) (gid \(connection.peer.gid)) may not connect to this samepaged; "
+                             + "start it with --allow-uid \(connection.peer.uid) or --allow-gid \(connection.peer.gid)",
+                             requestID: requestID, on: connection, code: .notPermitted)
+        }
         guard version == Request.version else {
             return violation("protocol version \(version) is not supported (server speaks \(Request.version))",
                              requestID: requestID, on: connection, code: .unsupportedVersion)

@@ -13,7 +13,11 @@ public struct ServerConfiguration: Sendable {
     /// requests until it catches up, so it cannot make the server buffer without bound.
     public var maxQueuedReplyBytes = 8 << 20
 
-    public init(socketPath: String) {
+    /// Who may connect (SO_PEERCRED) and the dedup domains. Default: the server's own uid only.
+    public var policy: AccessPolicy
+
+    public init(socketPath: String, policy: AccessPolicy) {
         self.socketPath = socketPath
+        self.policy = policy
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import Logging
 import SamepageCore
 import SamepageServer
@@ -17,6 +18,7 @@ struct SamepagedCommand: ParsableCommand {
               samepaged                                   # default socket, 4G region
               samepaged --socket /tmp/sp.sock --region-size 512M
               SAMEPAGE_SOCKET=/tmp/sp.sock samepaged --log-level debug
+              samepaged --socket-mode 666 --allow-uid 1000 --allow-uid 1001 --domain team=1000,1001
             """)
 
     @Option(name: .long, help: "Socket path (default: $SAMEPAGE_SOCKET, else $XDG_RUNTIME_DIR/samepage/samepaged.sock, else /run/samepage/samepaged.sock for root, /tmp/samepage-$UID/samepaged.sock otherwise).")
@@ -31,6 +33,15 @@ struct SamepagedCommand: ParsableCommand {
     @Option(name: .long, help: "File mode of the socket, octal.")
     var socketMode: String = "660"
 
+    @Option(name: .customLong("allow-uid"), help: "A uid that may connect besides the server's own (repeatable).")
+    var allowUIDs: [UInt32] = []
+
+    @Option(name: .customLong("allow-gid"), help: "A gid whose members (by primary gid) may connect (repeatable).")
+    var allowGIDs: [UInt32] = []
+
+    @Option(name: .customLong("domain"), help: "A dedup domain shared by several uids: NAME=uid,uid,... (repeatable). Other uids are a domain each.")
+    var domains: [String] = []
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -44,6 +55,15 @@ struct SamepagedCommand: ParsableCommand {
         guard UInt32(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode '\(socketMode)' is not octal") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not a level") }
         guard maxPageSharing >= 2 else { throw ValidationError("--max-page-sharing must be at least 2") }
+        var seen: Set<UInt32> = []
+        for domain in domains {
+            guard let parsed = AccessPolicy.parseDomain(domain) else {
+                throw ValidationError("--domain '\(domain)' is not NAME=uid,uid,...")
+            }
+            for uid in parsed.uids {
+                guard seen.insert(uid).inserted else { throw ValidationError("uid \(uid) is in two --domain groups") }
+            }
+        }
     }
 
     func run() throws {
@@ -54,7 +74,13 @@ struct SamepagedCommand: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "samepaged")
-        var configuration = ServerConfiguration(socketPath: socket ?? DefaultSocketPath.resolve())
+        var groups: [String: [UInt32]] = [:]
+        for domain in domains {
+            let parsed = AccessPolicy.parseDomain(domain)!
+            groups[parsed.name, default: []] += parsed.uids
+        }
+        let policy = AccessPolicy(serverUID: getuid(), allowedUIDs: Set(allowUIDs), allowedGIDs: Set(allowGIDs), domains: groups)
+        var configuration = ServerConfiguration(socketPath: socket ?? DefaultSocketPath.resolve(), policy: policy)
         configuration.regionBytes = ByteSize.parse(regionSize)!
         configuration.socketMode = UInt32(socketMode, radix: 8)!
         configuration.maxPageSharing = maxPageSharing

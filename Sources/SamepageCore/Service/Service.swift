@@ -11,8 +11,12 @@ public final class Service {
     private var nextSessionID: UInt64 = 1
 
     /// `makeBacking` creates the region of a new domain (a memfd in the server).
-    public init(regionBytes: UInt64, maxPageSharing: UInt32 = 256,
+    /// Who may connect and which uids share a dedup domain.
+    public var policy: AccessPolicy
+
+    public init(regionBytes: UInt64, maxPageSharing: UInt32 = 256, policy: AccessPolicy = AccessPolicy(serverUID: 0),
                 makeBacking: @escaping (String) throws -> any RegionBacking) {
+        self.policy = policy
         self.regionBytes = regionBytes
         self.budget = PageBudget(limit: regionBytes / UInt64(Page.size))
         self.maxPageSharing = maxPageSharing
@@ -21,8 +25,8 @@ public final class Service {
 
     public var allDomains: [Domain] { Array(domains.values) }
 
-    /// The domain a peer belongs to: one per uid.
-    public func domainName(for peer: PeerIdentity) -> String { "uid:\(peer.uid)" }
+    /// The domain a peer belongs to: its named group (`--domain`), else its own uid's.
+    public func domainName(for peer: PeerIdentity) -> String { policy.domain(of: peer) }
 
     public func openSession(peer: PeerIdentity) throws -> Session {
         let name = domainName(for: peer)
