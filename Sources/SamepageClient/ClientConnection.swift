@@ -11,6 +11,9 @@ struct ClientConnection: ~Copyable {
     private var decoder = FrameDecoder(maxPayload: FrameHeader.maxReplyPayload)
     private var nextRequestID: UInt64 = 1
     private var broken: String?
+    /// True once the connection failed (the server went away, or closed it): the client then
+    /// opens a new one on its next call.
+    var isBroken: Bool { broken != nil }
     private let buffer: UnsafeMutableRawBufferPointer
 
     init(socketPath: String) throws(SamepageError) {

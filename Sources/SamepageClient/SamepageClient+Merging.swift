@@ -23,8 +23,8 @@ extension SamepageClient {
     func mergeEngine() throws(SamepageError) -> MergeEngine {
         try engineCreation.withLock { () throws(SamepageError) in
             if let engine { return engine }
-            let view = try makeRegionView()
-            let created = MergeEngine(client: self, regionView: view, regionBytes: Int(regionBytes))
+            let region = try makeRegionView()
+            let created = MergeEngine(client: self, regionView: region.view, regionBytes: region.bytes, generation: region.generation)
             created.mergeAny = getenv(Self.memoryMergeVariable).map { String(cString: $0) == "1" } ?? false
             engine = created
             return created

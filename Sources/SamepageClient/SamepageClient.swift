@@ -34,7 +34,7 @@ public final class SamepageClient: @unchecked Sendable {
     var needsReconnect = false
     private var nextUpload: UInt32 = 1
     /// Live mappings by base address: the server handle and the mapped length.
-    private var mappings: [UInt: (handle: UInt32, length: Int)] = [:]
+    private var mappings: [UInt: (handle: UInt32, length: Int, generation: Int)] = [:]
     /// Mergeable memory: created on first use (see SamepageClient+Merging.swift).
     var engine: MergeEngine?
     let engineCreation = Lock()
@@ -55,13 +55,20 @@ public final class SamepageClient: @unchecked Sendable {
         ForkHandlers.register(self)
     }
 
-    /// Reconnects if this process is a child forked after the connection was made. Called with
-    /// the lock held by every request.
+    /// Counts the connections this client has opened: mappings and merges belong to the one
+    /// they were made on.
+    private(set) var sessionGeneration = 0
+
+    /// The live connection, opened anew when needed: in a child forked after the connection was
+    /// made, or after the server went away (the call that saw it go failed with
+    /// `connectionLost`; this one reconnects, or fails with `serverNotRunning` until a server is
+    /// back). Called with the lock held by every request.
     private func connection() throws(SamepageError) -> ClientSession {
-        if needsReconnect {
+        if needsReconnect || session.connection.isBroken {
             session = try ClientSession(socketPath: socketPath, name: name, stagingBytes: stagingBytes)
             regionBytes = session.regionBytes
             needsReconnect = false
+            sessionGeneration += 1
         }
         return session
     }
@@ -83,7 +90,7 @@ public final class SamepageClient: @unchecked Sendable {
     // MARK: For the merge engine
 
     /// The staging memory, for the scanner, which holds `stagingLock` while it uses it.
-    var stagingBase: UnsafeMutableRawPointer { lock.withLock { (try? connection().staging.base) ?? session.staging.base } }
+    var stagingBase: UnsafeMutableRawPointer { lock.withLock { session.staging.base } }
     var stagingPages: Int { lock.withLock { session.staging.length / Page.size } }
     var regionDescriptor: Int32 { session.region.rawValue }
 
@@ -127,15 +134,24 @@ public final class SamepageClient: @unchecked Sendable {
     }
 
     /// A read-only view of the whole region, for comparing pages before merging them.
-    func makeRegionView() throws(SamepageError) -> UnsafeRawPointer {
+    /// The generation of the connection whose region `regionViewMapping` shows.
+    private var regionViewGeneration = -1
+
+    /// A read-only view of the current connection's whole region, for comparing pages before
+    /// merging them, with the connection generation it belongs to.
+    func makeRegionView() throws(SamepageError) -> (view: UnsafeRawPointer, bytes: Int, generation: Int) {
         try lock.withLock { () throws(SamepageError) in
-            if let base = regionViewMapping?.base { return UnsafeRawPointer(base) }
+            let current = try connection()
+            if regionViewGeneration == sessionGeneration, let base = regionViewMapping?.base {
+                return (UnsafeRawPointer(base), Int(regionBytes), sessionGeneration)
+            }
             let view = try systemCall("cannot map the region") { () throws(Errno) in
-                try MemoryMapping(fd: session.region.rawValue, length: Int(regionBytes), writable: false, shared: true, noReserve: true)
+                try MemoryMapping(fd: current.region.rawValue, length: Int(regionBytes), writable: false, shared: true, noReserve: true)
             }
             let base = view.base
             regionViewMapping = consume view
-            return UnsafeRawPointer(base)
+            regionViewGeneration = sessionGeneration
+            return (UnsafeRawPointer(base), Int(regionBytes), sessionGeneration)
         }
     }
 
@@ -253,7 +269,7 @@ public final class SamepageClient: @unchecked Sendable {
             do throws(SamepageError) {
                 let base = try assemble(runs: runs, length: length, mode: mode)
                 let mappedLength = max(Page.size, Int(Page.count(forBytes: length)) * Page.size)
-                mappings[UInt(bitPattern: base)] = (handle, mappedLength)
+                mappings[UInt(bitPattern: base)] = (handle, mappedLength, sessionGeneration)
                 return ObjectMapping(client: self, base: base, length: Int(length), mode: mode)
             } catch {
                 _ = try? connection().connection.call(.unmap(handle: handle))
@@ -307,6 +323,8 @@ public final class SamepageClient: @unchecked Sendable {
             }
             // Unmap first: once the server drops the pin, the pages may be reused.
             Syscall.munmap(base, mapping.length)
+            // A mapping made on a connection that is gone has no pin left to drop.
+            guard mapping.generation == sessionGeneration && !session.connection.isBroken else { return }
             _ = try connection().connection.call(.unmap(handle: mapping.handle))
         }
     }

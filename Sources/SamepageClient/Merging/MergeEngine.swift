@@ -45,8 +45,10 @@ final class MergeEngine: @unchecked Sendable {
     private var mappingBudget: Int { Int(Double(maxMapCount) * parameters.vmaBudgetFraction) }
     private var mappingsUsed = 0
     private let checksummer = PageHasher(seed: 0)
-    let regionView: UnsafeRawPointer
-    let regionBytes: Int
+    private(set) var regionView: UnsafeRawPointer
+    private(set) var regionBytes: Int
+    /// The client connection the merged pages' references belong to.
+    private var generation: Int
     private var pagemapFD: Int32 = -1
     private var scanner: ScannerThread?
     /// Pages read and checked per scan request: 2 MiB. The slice is read straight into the
@@ -55,10 +57,11 @@ final class MergeEngine: @unchecked Sendable {
     /// at most this much of staging resident, and only while it scans.
     static let slicePages = 512
 
-    init(client: SamepageClient, regionView: UnsafeRawPointer, regionBytes: Int) {
+    init(client: SamepageClient, regionView: UnsafeRawPointer, regionBytes: Int, generation: Int) {
         self.owner = client
         self.regionView = regionView
         self.regionBytes = regionBytes
+        self.generation = generation
         pagemapFD = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
         _ = sp_guard_install()
         refreshMaps()
@@ -105,6 +108,9 @@ final class MergeEngine: @unchecked Sendable {
     func remove(start: UInt, length: Int) throws(SamepageError) {
         let end = start + UInt(length)
         try lock.withLock { () throws(SamepageError) in
+            // References are dropped only on the connection that holds them; after the server
+            // went away there is none to drop, and the pages still get their private copies.
+            let sameServer = (try? client.makeRegionView().generation) == generation
             var releases: [PageNumber] = []
             var kept: [MergeRange] = []
             for range in ranges {
@@ -122,7 +128,7 @@ final class MergeEngine: @unchecked Sendable {
             cursorRange = 0
             cursorPage = 0
             publishRanges()
-            try client.releaseMerged(releases + pendingReleases)
+            if sameServer { try client.releaseMerged(releases + pendingReleases) }
             pendingReleases.removeAll()
         }
     }
@@ -184,6 +190,7 @@ final class MergeEngine: @unchecked Sendable {
 
     /// Scans up to `maxPages` pages from the cursor; true when a full scan completed.
     func step(maxPages: Int) throws(SamepageError) -> Bool {
+        try followReconnect()
         var budget = maxPages
         while budget > 0 {
             guard !ranges.isEmpty else { return false }
@@ -472,6 +479,24 @@ final class MergeEngine: @unchecked Sendable {
             sp_guard_end()
             i = j
         }
+    }
+
+    // MARK: Reconnecting
+
+    /// After the client reconnected (the server went away and came back), the references of
+    /// merged pages died with the old server: the pages get private copies (the old region stays
+    /// alive while mapped, but nobody answers for it any more), the scan starts over, and merging
+    /// goes on with the new server's region. Called with the engine lock held.
+    private func followReconnect() throws(SamepageError) {
+        let region = try client.makeRegionView()
+        guard region.generation != generation else { return }
+        for range in ranges { _ = unmerge(range, 0, range.pageCount) }
+        pendingReleases.removeAll()
+        regionView = region.view
+        regionBytes = region.bytes
+        generation = region.generation
+        cursorRange = 0
+        cursorPage = 0
     }
 
     // MARK: Fork

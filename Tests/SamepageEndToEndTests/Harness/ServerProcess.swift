@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import SamepageClient
 import SamepageCore
 
@@ -9,11 +10,17 @@ final class ServerProcess: @unchecked Sendable {
     let process = Process()
     private let logPipe = Pipe()
 
-    init(regionSize: String = "1G", extraArguments: [String] = []) throws {
-        directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("samepage-test-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        socket = directory + "/samepaged.sock"
+    /// Starts a server; with `replacing`, on the socket of an earlier one (a restart).
+    init(regionSize: String = "1G", extraArguments: [String] = [], replacing earlier: ServerProcess? = nil) throws {
+        if let earlier {
+            directory = earlier.directory
+            socket = earlier.socket
+        } else {
+            directory = FileManager.default.temporaryDirectory
+                .appendingPathComponent("samepage-test-\(UUID().uuidString.prefix(8))").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            socket = directory + "/samepaged.sock"
+        }
         process.executableURL = URL(fileURLWithPath: Binaries.samepaged)
         process.arguments = ["--socket", socket, "--region-size", regionSize, "--log-level", "warning"] + extraArguments
         process.standardError = logPipe
@@ -69,6 +76,12 @@ final class ServerProcess: @unchecked Sendable {
             process.waitUntilExit()
         }
         try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Kills the server with SIGKILL (no cleanup: the socket file stays behind).
+    func kill() {
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     func log() -> String {
