@@ -173,6 +173,13 @@ public final class SamepageClient: @unchecked Sendable {
         }
     }
 
+    /// Asks a server started with --self-check to verify its bookkeeping for this domain.
+    public func verify() throws(SamepageError) {
+        try lock.withLock { () throws(SamepageError) in
+            _ = try connection().connection.call(.verify)
+        }
+    }
+
     public func delete(_ id: ObjectID) throws(SamepageError) {
         try lock.withLock { () throws(SamepageError) in
             _ = try connection().connection.call(.delete(id))

@@ -45,6 +45,7 @@ public final class Server {
             regions.byDomain[name] = region
             return region
         }
+        service.selfCheck = configuration.selfCheck
         ring = try IoUring(entries: 1024)
         DefaultSocketPath.prepareDirectory(for: configuration.socketPath)
         listener = try UnixSocket.listen(path: configuration.socketPath, mode: mode_t(configuration.socketMode))

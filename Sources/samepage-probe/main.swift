@@ -13,6 +13,7 @@
 //   samepage-probe stress SOCKET PAGES THREADS MILLISECONDS
 //                                        writers hammer merged and merging pages while the scanner
 //                                        runs; prints "ok ..." when every byte is what was written
+//   samepage-probe chaos SOCKET SEED     mixed requests at random, forever (the crash tests kill it)
 import Glibc
 import SamepageClient
 import SamepageCore
@@ -35,6 +36,9 @@ if arguments.count >= 2 && arguments[1] == "merge" {
 }
 if arguments.count >= 2 && arguments[1] == "stress" {
     runStressProbe(Array(arguments.dropFirst(2)))
+}
+if arguments.count >= 2 && arguments[1] == "chaos" {
+    runChaosProbe(Array(arguments.dropFirst(2)))
 }
 guard arguments.count == 4, let id = ObjectID(arguments[3]) else {
     die("usage: samepage-probe hold|cow SOCKET ID | merge SOCKET PAGES DISTINCT SEED SCANS [PARAM=VALUE...]")

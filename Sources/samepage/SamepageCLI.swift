@@ -16,7 +16,7 @@ struct SamepageCLI: ParsableCommand {
               samepage stats --json
               samepage delete "$id"
             """,
-        subcommands: [Put.self, Get.self, Delete.self, Stats.self, Ping.self, Bench.self, BenchWorker.self])
+        subcommands: [Put.self, Get.self, Delete.self, Stats.self, Ping.self, Bench.self, BenchWorker.self, Verify.self])
 }
 
 /// The option every subcommand takes.
@@ -192,5 +192,22 @@ struct Ping: ParsableCommand {
 extension String {
     func padding(to width: Int) -> String {
         self + String(repeating: " ", count: max(0, width - count))
+    }
+}
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check the server's bookkeeping for your domain (a server started with --self-check).",
+        shouldDisplay: false)
+
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() throws {
+        do {
+            try connection.connect().verify()
+            print("ok")
+        } catch {
+            throw fail(error)
+        }
     }
 }

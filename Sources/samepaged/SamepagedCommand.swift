@@ -42,6 +42,9 @@ struct SamepagedCommand: ParsableCommand {
     @Option(name: .customLong("domain"), help: "A dedup domain shared by several uids: NAME=uid,uid,... (repeatable). Other uids are a domain each.")
     var domains: [String] = []
 
+    @Flag(name: .long, help: ArgumentHelp("Answer `samepage verify`: a full check of the bookkeeping (tests).", visibility: .hidden))
+    var selfCheck = false
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -84,6 +87,7 @@ struct SamepagedCommand: ParsableCommand {
         configuration.regionBytes = ByteSize.parse(regionSize)!
         configuration.socketMode = UInt32(socketMode, radix: 8)!
         configuration.maxPageSharing = maxPageSharing
+        configuration.selfCheck = selfCheck
         let server: Server
         do {
             server = try Server(configuration: configuration, logger: logger)

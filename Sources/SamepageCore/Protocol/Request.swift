@@ -35,6 +35,9 @@ public enum Request: Equatable, Sendable {
     /// Sets a domain-wide tunable: today `max_page_sharing`, which, as in KSM, can change only
     /// while the domain stores no pages.
     case configure(name: String, value: UInt64)
+    /// Checks the domain's bookkeeping: every page's owners equal the references that objects,
+    /// uploads and connections hold. Only on a server started with --self-check (tests).
+    case verify
 
     public var kind: MessageKind {
         switch self {
@@ -52,6 +55,7 @@ public enum Request: Equatable, Sendable {
         case .mergeRelease: .mergeRelease
         case .scanReport: .scanReport
         case .configure: .configure
+        case .verify: .verify
         }
     }
 
@@ -61,7 +65,7 @@ public enum Request: Equatable, Sendable {
         case .hello(let version, let name):
             w.write(version)
             w.write(name)
-        case .ping, .stats:
+        case .ping, .stats, .verify:
             break
         case .putBegin(let upload, let length):
             w.write(upload)
@@ -131,6 +135,7 @@ public enum Request: Equatable, Sendable {
             request = .mergeRelease(pages: pages)
         case .scanReport: request = .scanReport(try ScanReport(from: &r))
         case .configure: request = .configure(name: try r.readString(), value: try r.read())
+        case .verify: request = .verify
         default: throw .unknownKind(frame.header.kind)
         }
         try r.expectEnd()
@@ -154,6 +159,7 @@ public enum MessageKind: UInt16, Sendable {
     case mergeRelease = 12
     case scanReport = 13
     case configure = 14
+    case verify = 15
 
     case welcome = 0x8001
     case pong = 0x8002

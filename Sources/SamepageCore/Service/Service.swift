@@ -4,6 +4,8 @@ public final class Service {
     public let regionBytes: UInt64
     public let budget: PageBudget
     public var limits = SessionLimits()
+    /// Answers `verify` (tests and diagnosis; it walks every page of the domain).
+    public var selfCheck = false
     public var maxPageSharing: UInt32
     private var domains: [String: Domain] = [:]
     private let makeBacking: (String) throws -> any RegionBacking
@@ -84,6 +86,13 @@ public final class Service {
             return try mergeRelease(pages, session: session)
         case .scanReport(let report):
             return scanReport(report, session: session)
+        case .verify:
+            guard selfCheck else { throw RequestFailure(.notPermitted, "verify needs a server started with --self-check") }
+            let problems = verify(domain)
+            guard problems.isEmpty else {
+                throw RequestFailure(.internalError, "\(problems.count) problems: " + problems.prefix(5).joined(separator: "; "))
+            }
+            return [.done]
         case .configure(let name, let value):
             guard name == "max_page_sharing" else { throw RequestFailure(.badRequest, "unknown parameter \(name)") }
             guard value >= 2 && value <= UInt64(UInt32.max) else { throw RequestFailure(.badRequest, "max_page_sharing must be at least 2") }

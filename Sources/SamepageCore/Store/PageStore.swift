@@ -94,6 +94,9 @@ public final class PageStore {
         Int(page) < owners.count ? owners[Int(page)] : 0
     }
 
+    /// Region pages that may have owners (the highest page ever handed out, plus one).
+    public var pageLimit: Int { owners.count }
+
     // MARK: Placement
 
     /// Contiguous pages reserved for one submission's new content.
