@@ -2,12 +2,16 @@ import Glibc
 import SamepageClient
 import SamepageCore
 
-/// `samepage-probe chaos SOCKET SEED`: mixed requests forever, at random (puts of pages from a
+/// `samepage-probe chaos SOCKET SEED [OPERATIONS]`: mixed requests (forever, or OPERATIONS of
+/// them, then "done"), at random (puts of pages from a
 /// small pool so that they share, maps read-only and copy-on-write, unmaps, deletes, mergeable
 /// memory scanned and written and unmerged, statistics). Says "running" once connected. Tests
 /// kill it at random points and then check that the server's bookkeeping holds.
 func runChaosProbe(_ args: [String]) -> Never {
-    guard args.count == 2, let seed = UInt64(args[1]) else { die("usage: samepage-probe chaos SOCKET SEED") }
+    guard args.count == 2 || args.count == 3, let seed = UInt64(args[1]) else {
+        die("usage: samepage-probe chaos SOCKET SEED [OPERATIONS]")
+    }
+    let operations = args.count == 3 ? Int(args[2]) ?? 0 : Int.max
     var state = seed | 1
     func next(_ bound: Int) -> Int {
         state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
@@ -24,7 +28,9 @@ func runChaosProbe(_ args: [String]) -> Never {
         for page in 0..<mergePages { PseudoRandomPages.fill(memory + page * 4096, content: UInt64(page % 8), seed: 3) }
         var mergeable = false
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 256 * 4096, alignment: 4096)
-        while true {
+        var done = 0
+        while done < operations {
+            done += 1
             switch next(10) {
             case 0, 1, 2:
                 let pages = 1 + next(256)
@@ -57,6 +63,10 @@ func runChaosProbe(_ args: [String]) -> Never {
                 _ = try client.statistics()
             }
         }
+        for address in mapped { try client.unmap(address: address) }
+        if mergeable { try client.advise(memory, length: mergePages * 4096, .unmergeable) }
+        say("done")
+        exit(0)
     } catch {
         die("\(error)")
     }
