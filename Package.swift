@@ -92,6 +92,10 @@ let package = Package(
             name: "samepage-ksm-selftest",
             dependencies: ["SamepageClient", "SamepageSystem", "CSamepageShim"],
             swiftSettings: strict),
+        .executableTarget(
+            name: "samepage-fuzz",
+            dependencies: ["SamepageCore"],
+            swiftSettings: strict),
         .testTarget(
             name: "SamepageCoreTests",
             dependencies: ["SamepageCore"],

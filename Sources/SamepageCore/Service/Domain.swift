@@ -28,6 +28,17 @@ public final class Domain {
 
     /// Takes a client's scanner report into the domain's figures.
     func record(_ report: ScanReport, from session: Session) {
+        // The figures come from a client: bound each one, so that no report can overflow the
+        // domain's sums (the fuzzer found that one could crash the server's statistics).
+        var report = report
+        let bound: UInt64 = 1 << 40
+        report.pagesScanned = min(report.pagesScanned, bound)
+        report.fullScans = min(report.fullScans, bound)
+        report.pagesSkipped = min(report.pagesSkipped, bound)
+        report.pagesVolatile = min(report.pagesVolatile, bound)
+        report.zeroPages = min(report.zeroPages, bound)
+        report.mergingPages = min(report.mergingPages, bound)
+        report.rmapItems = min(report.rmapItems, bound)
         let previous = session.scanReport
         session.scanReport = report
         if report.fullScans > (previous?.fullScans ?? 0) { scannedThisRound.insert(session.id) }
@@ -42,8 +53,9 @@ public final class Domain {
         sessions[session.id] = nil
         scannedThisRound.remove(session.id)
         if let report = session.scanReport {
-            departed.pagesScanned += report.pagesScanned
-            departed.pagesSkipped += report.pagesSkipped
+            // Cumulative over every client that ever scanned: saturate rather than overflow.
+            departed.pagesScanned = min(departed.pagesScanned + report.pagesScanned, UInt64(Int64.max) / 2)
+            departed.pagesSkipped = min(departed.pagesSkipped + report.pagesSkipped, UInt64(Int64.max) / 2)
         }
     }
 
@@ -52,6 +64,8 @@ public final class Domain {
     public var scanTotals: ScanReport {
         var total = departed
         total.fullScans = fullScans
+        // Each report is bounded (record) and the sessions are bounded by the fds a server can
+        // hold, so these sums cannot overflow.
         for report in sessions.values.compactMap(\.scanReport) {
             total.pagesScanned += report.pagesScanned
             total.pagesSkipped += report.pagesSkipped
