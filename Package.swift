@@ -86,7 +86,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "samepage-probe",
-            dependencies: ["SamepageClient", "SamepageSystem"],
+            dependencies: ["SamepageClient", "SamepageSystem", "SamepageCore", "CSamepageShim"],
             swiftSettings: strict),
         .executableTarget(
             name: "samepage-ksm-selftest",

@@ -94,6 +94,10 @@ public final class SamepageClient: @unchecked Sendable {
     var stagingPages: Int { lock.withLock { session.staging.length / Page.size } }
     var regionDescriptor: Int32 { session.region.rawValue }
 
+    /// The read-only fd of this client's dedup-domain region, as the server sent it (owned by the
+    /// client; do not close it). Whatever a process does with it, it cannot change the region.
+    public var regionFileDescriptor: Int32 { lock.withLock { session.region.rawValue } }
+
     /// Sends candidates already copied to the start of staging; the caller holds the engine lock.
     func mergeScan(round: UInt32, flags: MergeFlags, keys: [UInt64]) throws(SamepageError) -> ([MergeOutcome], [MergeHint]) {
         try lock.withLock { () throws(SamepageError) in

@@ -14,6 +14,7 @@
 //                                        writers hammer merged and merging pages while the scanner
 //                                        runs; prints "ok ..." when every byte is what was written
 //   samepage-probe chaos SOCKET SEED     mixed requests at random, forever (the crash tests kill it)
+//   samepage-probe attack SOCKET         every attack on the region fd it can think of
 import Glibc
 import SamepageClient
 import SamepageCore
@@ -36,6 +37,9 @@ if arguments.count >= 2 && arguments[1] == "merge" {
 }
 if arguments.count >= 2 && arguments[1] == "stress" {
     runStressProbe(Array(arguments.dropFirst(2)))
+}
+if arguments.count >= 2 && arguments[1] == "attack" {
+    runAttackProbe(Array(arguments.dropFirst(2)))
 }
 if arguments.count >= 2 && arguments[1] == "chaos" {
     runChaosProbe(Array(arguments.dropFirst(2)))
