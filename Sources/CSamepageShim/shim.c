@@ -89,7 +89,10 @@ size_t sp_signalfd_siginfo_size(void) { return sizeof(struct signalfd_siginfo); 
 
 _Static_assert(SP_CQE_F_MORE == IORING_CQE_F_MORE, "IORING_CQE_F_MORE");
 
-struct sp_ring { struct io_uring ring; };
+struct sp_ring {
+    struct io_uring ring;
+    struct __kernel_timespec timeout;  /* read by the kernel until the timeout completes */
+};
 
 sp_ring *sp_ring_create(unsigned entries, int *error) {
     sp_ring *r = calloc(1, sizeof *r);
@@ -147,6 +150,16 @@ int sp_ring_read(sp_ring *r, int fd, void *buffer, unsigned length, uint64_t use
     struct io_uring_sqe *sqe = next_sqe(r);
     if (sqe == NULL) return -EBUSY;
     io_uring_prep_read(sqe, fd, buffer, length, 0);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int sp_ring_timeout(sp_ring *r, unsigned milliseconds, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    if (sqe == NULL) return -EBUSY;
+    r->timeout.tv_sec = milliseconds / 1000;
+    r->timeout.tv_nsec = (long long)(milliseconds % 1000) * 1000000;
+    io_uring_prep_timeout(sqe, &r->timeout, 0, 0);
     io_uring_sqe_set_data64(sqe, user_data);
     return 0;
 }

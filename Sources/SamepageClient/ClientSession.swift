@@ -6,6 +6,8 @@ import SystemPackage
 /// One live connection's resources: the socket, the region fd the server sent, and the staging
 /// memory. A client replaces its session when it must reconnect (in a child after fork).
 final class ClientSession {
+    static let helloTimeoutSeconds = 30
+
     var connection: ClientConnection
     let region: OwnedDescriptor
     let staging: MemoryMapping
@@ -20,9 +22,13 @@ final class ClientSession {
             try MemoryMapping(fd: stagingFD.rawValue, length: stagingSize, writable: true, shared: true)
         }
         var connection = try ClientConnection(socketPath: socketPath)
+        // A server that accepts no connection (out of fds, stopped) leaves the hello unanswered:
+        // give up after a while rather than hang. Requests after it may take as long as they take.
+        UnixSocket.setReceiveTimeout(connection.socket.rawValue, seconds: Self.helloTimeoutSeconds)
         let helloID = try connection.send(.hello(version: Request.version, clientName: name), passing: stagingFD.rawValue)
         var regionFD: OwnedDescriptor?
         let reply = try ClientConnection.check(try connection.reply(to: helloID, descriptor: &regionFD))
+        UnixSocket.setReceiveTimeout(connection.socket.rawValue, seconds: 0)
         guard case .welcome(_, let regionBytes, let pageSize) = reply else {
             throw ClientConnection.unexpected(reply, "welcome")
         }

@@ -26,8 +26,14 @@ public final class Server {
     private var running = true
 
     private enum Operation: UInt64 {
-        case accept = 1, receive, send, signal
+        case accept = 1, receive, send, signal, acceptRetry
     }
+
+    /// Accepting is paused: the process is out of fds. It resumes when a connection closes (an fd
+    /// came back) or after a short timer, so fd exhaustion costs no busy loop.
+    private var acceptPaused = false
+    /// A multishot accept is armed (the kernel ends it, without IORING_CQE_F_MORE, on error).
+    private var acceptArmed = false
 
     private static func userData(_ op: Operation, _ connection: UInt32 = 0) -> UInt64 {
         UInt64(connection) << 8 | op.rawValue
@@ -62,6 +68,7 @@ public final class Server {
     /// Serves until SIGINT or SIGTERM.
     public func run() throws {
         try ring.acceptMultishot(listener.rawValue, userData: Self.userData(.accept))
+        acceptArmed = true
         if signalFD >= 0 {
             try ring.read(signalFD, UnsafeMutableRawBufferPointer(start: signalBuffer, count: sp_signalfd_siginfo_size()),
                           userData: Self.userData(.signal))
@@ -91,6 +98,8 @@ public final class Server {
         case .signal:
             logger.notice("signal received: stopping", metadata: ["signal": "\(sp_signalfd_signo(signalBuffer))"])
             running = false
+        case .acceptRetry:
+            resumeAccepting()
         case .receive:
             guard let connection = connections[id] else { return }
             connection.inFlight -= 1
@@ -109,12 +118,24 @@ public final class Server {
     // MARK: Accepting
 
     private func accepted(_ completion: IoUring.Completion) {
-        if !completion.hasMore {
-            // The multishot accept ended (for example on fd exhaustion): arm it again.
-            try? ring.acceptMultishot(listener.rawValue, userData: Self.userData(.accept))
+        if !completion.hasMore { acceptArmed = false }
+        let error = completion.result < 0 ? Errno(rawValue: -completion.result) : nil
+        if error == .tooManyOpenFiles || error == .tooManyOpenFilesInSystem {
+            // Out of fds: the clients already connected go on; new ones wait in the backlog.
+            if !acceptPaused {
+                logger.warning("out of file descriptors: accepting paused until one is free",
+                               metadata: ["connections": "\(connections.count)"])
+                acceptPaused = true
+                try? ring.timeout(milliseconds: 200, userData: Self.userData(.acceptRetry))
+            }
+            return
         }
-        guard completion.result >= 0 else {
-            logger.warning("accept failed", metadata: ["errno": "\(Errno(rawValue: -completion.result))"])
+        if !acceptArmed {
+            // The multishot accept ended for another reason: arm it again.
+            armAccept()
+        }
+        if let error {
+            logger.warning("accept failed", metadata: ["errno": "\(error)"])
             return
         }
         let socket = OwnedDescriptor(taking: completion.result)
@@ -126,6 +147,16 @@ public final class Server {
         connections[id] = connection
         logger.debug("client connected", metadata: ["connection": "\(id)", "pid": "\(peer.pid)", "uid": "\(peer.uid)"])
         armReceive(connection)
+    }
+
+    private func resumeAccepting() {
+        guard acceptPaused else { return }
+        acceptPaused = false
+        if !acceptArmed { armAccept() }
+    }
+
+    private func armAccept() {
+        if (try? ring.acceptMultishot(listener.rawValue, userData: Self.userData(.accept))) != nil { acceptArmed = true }
     }
 
     // MARK: Receiving
@@ -291,6 +322,7 @@ public final class Server {
         }
         connection.staging = nil
         connections[connection.id] = nil
+        resumeAccepting()
     }
 }
 

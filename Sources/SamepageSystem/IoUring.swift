@@ -47,6 +47,11 @@ public struct IoUring: ~Copyable {
         try check(sp_ring_read(ring, fd, buffer.baseAddress, UInt32(buffer.count), userData))
     }
 
+    /// A completion after `milliseconds` (one pending at a time).
+    public func timeout(milliseconds: UInt32, userData: UInt64) throws(Errno) {
+        try check(sp_ring_timeout(ring, milliseconds, userData))
+    }
+
     /// Submits what is queued and waits for at least `count` completions. Interrupted waits
     /// return normally: the caller drains what is there and waits again.
     public func submitAndWait(_ count: UInt32 = 1) throws(Errno) {

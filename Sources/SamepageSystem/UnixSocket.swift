@@ -43,6 +43,12 @@ public enum UnixSocket {
         return fd
     }
 
+    /// Makes blocking receives on `fd` give up after `seconds` (EAGAIN); 0 waits forever.
+    public static func setReceiveTimeout(_ fd: Int32, seconds: Int) {
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     /// Sends every byte (blocking).
     public static func sendAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(Errno) {
         var offset = 0

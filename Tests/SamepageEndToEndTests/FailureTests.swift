@@ -77,3 +77,41 @@ struct FailureTests {
         #expect(try Command.samepage(["ping"], socket: server.socket).status == 0, "the first server still serves")
     }
 }
+
+/// The server out of file descriptors: the clients it has go on, new ones wait, and it accepts
+/// again as soon as fds come back (no busy loop meanwhile).
+@Suite(.serialized)
+struct FileDescriptorExhaustionTests {
+    @Test("out of fds: existing clients served, new ones accepted once fds are free")
+    func exhaustion() throws {
+        let server = try ServerProcess(regionSize: "16M", openFiles: 32)
+        defer { server.stop() }
+        let bystander = try server.client(stagingBytes: 8192)
+        let id = try bystander.put(randomBytes(8192, seed: 3))
+        // Flood: connections that never say hello, more than the server has fds for.
+        var flood: [RawClient] = []
+        for _ in 0..<48 { flood.append(try RawClient(socketPath: server.socket)) }
+        usleep(300_000)
+        try bystander.ping()
+        #expect(try bystander.get(id) == randomBytes(8192, seed: 3), "a connected client goes on")
+        let cpuBefore = try processCPUSeconds(server.pid)
+        usleep(500_000)
+        #expect(try processCPUSeconds(server.pid) - cpuBefore < 0.25, "no busy loop while out of fds")
+        flood.removeAll()  // closes them: the server gets its fds back
+        let deadline = Date().addingTimeInterval(10)
+        var late: SamepageClient?
+        while late == nil && Date() < deadline {
+            late = try? server.client(stagingBytes: 8192)
+            if late == nil { usleep(50_000) }
+        }
+        let newcomer = try #require(late, "a new client is accepted once fds are back")
+        try newcomer.ping()
+        #expect(server.log().contains("out of file descriptors"))
+    }
+
+    func processCPUSeconds(_ pid: Int32) throws -> Double {
+        let text = try readProcFile("/proc/\(pid)/stat")
+        let fields = text[text.index(after: text.lastIndex(of: ")")!)...].split(separator: " ")
+        return (Double(fields[11])! + Double(fields[12])!) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}

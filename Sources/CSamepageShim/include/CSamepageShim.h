@@ -119,3 +119,10 @@ ssize_t sp_read_own_memory(void *destination, const void *source, size_t length)
 /// copy-on-write) without changing the byte.
 int sp_touch_write(unsigned char *p);
 #endif
+
+#ifndef CSAMEPAGE_SHIM_TIMEOUT
+#define CSAMEPAGE_SHIM_TIMEOUT
+/// A completion after `milliseconds` (IORING_OP_TIMEOUT). The ring keeps the time in a slot
+/// of its own, so only one such timer may be pending at a time.
+int sp_ring_timeout(sp_ring *ring, unsigned milliseconds, uint64_t user_data);
+#endif

@@ -11,7 +11,9 @@ final class ServerProcess: @unchecked Sendable {
     private let logPipe = Pipe()
 
     /// Starts a server; with `replacing`, on the socket of an earlier one (a restart).
-    init(regionSize: String = "1G", extraArguments: [String] = [], replacing earlier: ServerProcess? = nil) throws {
+    /// `openFiles` limits the server's file descriptors (RLIMIT_NOFILE, through prlimit).
+    init(regionSize: String = "1G", extraArguments: [String] = [], replacing earlier: ServerProcess? = nil,
+         openFiles: Int? = nil) throws {
         if let earlier {
             directory = earlier.directory
             socket = earlier.socket
@@ -21,8 +23,14 @@ final class ServerProcess: @unchecked Sendable {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             socket = directory + "/samepaged.sock"
         }
-        process.executableURL = URL(fileURLWithPath: Binaries.samepaged)
-        process.arguments = ["--socket", socket, "--region-size", regionSize, "--log-level", "warning"] + extraArguments
+        let arguments = ["--socket", socket, "--region-size", regionSize, "--log-level", "warning"] + extraArguments
+        if let openFiles {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            process.arguments = ["--nofile=\(openFiles):\(openFiles)", "--", Binaries.samepaged] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: Binaries.samepaged)
+            process.arguments = arguments
+        }
         process.standardError = logPipe
         process.standardOutput = FileHandle.nullDevice
         try process.run()
