@@ -164,3 +164,41 @@ struct BadInputTests {
         try bystander.check()
     }
 }
+
+/// A client that sends and never reads: the server stops reading it once its replies pile up
+/// (8 MiB), so its memory stays bounded, and everyone else is served.
+@Suite(.serialized)
+struct SlowReaderTests {
+    @Test("a client that stops reading its socket cannot make the server buffer without bound")
+    func stopsReading() throws {
+        let server = try ServerProcess(regionSize: "16M")
+        defer { server.stop() }
+        let bystander = try server.client(stagingBytes: 8192)
+        let rssBefore = try server.statusKilobytes("VmRSS")
+        let raw = try RawClient(socketPath: server.socket)
+        #expect(try raw.hello().kind == .welcome)
+        // Non-blocking sends of stats requests (each answered by ~350 bytes) until the socket
+        // refuses more: the server has stopped reading this client.
+        let flags = fcntl(raw.socket.rawValue, F_GETFL)
+        _ = fcntl(raw.socket.rawValue, F_SETFL, flags | O_NONBLOCK)
+        let frame = Request.stats.encode(requestID: 99)
+        var sent = 0
+        var refusedInARow = 0
+        let deadline = Date().addingTimeInterval(20)
+        while refusedInARow < 50 && Date() < deadline {
+            let n = frame.withUnsafeBytes { send(raw.socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n == frame.count {
+                sent += 1
+                refusedInARow = 0
+            } else {
+                refusedInARow += 1
+                usleep(10_000)
+            }
+        }
+        #expect(refusedInARow >= 50, "the server stopped reading (sent \(sent) requests)")
+        try bystander.ping()
+        _ = try bystander.statistics()
+        let rssAfter = try server.statusKilobytes("VmRSS")
+        #expect(rssAfter - rssBefore < 48 * 1024, "server memory grew by \(rssAfter - rssBefore) kB")
+    }
+}
