@@ -52,6 +52,7 @@ public final class Server {
             return region
         }
         service.selfCheck = configuration.selfCheck
+        service.limits = configuration.limits
         ring = try IoUring(entries: 1024)
         DefaultSocketPath.prepareDirectory(for: configuration.socketPath)
         listener = try UnixSocket.listen(path: configuration.socketPath, mode: mode_t(configuration.socketMode))

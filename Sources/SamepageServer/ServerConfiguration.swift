@@ -12,6 +12,8 @@ public struct ServerConfiguration: Sendable {
     /// Replies queued for a client that does not read them; past this we stop reading its
     /// requests until it catches up, so it cannot make the server buffer without bound.
     public var maxQueuedReplyBytes = 8 << 20
+    /// Per-client and per-domain caps.
+    public var limits = SessionLimits()
     /// Answer `verify` requests (a full check of the bookkeeping; tests use it).
     public var selfCheck = false
 

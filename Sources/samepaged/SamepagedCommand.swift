@@ -42,6 +42,18 @@ struct SamepagedCommand: ParsableCommand {
     @Option(name: .customLong("domain"), help: "A dedup domain shared by several uids: NAME=uid,uid,... (repeatable). Other uids are a domain each.")
     var domains: [String] = []
 
+    @Option(name: .long, help: "Uploads one client may have open at once.")
+    var maxUploads: Int = SessionLimits().maxUploads
+
+    @Option(name: .long, help: "Objects one client may have mapped at once.")
+    var maxMappings: Int = SessionLimits().maxMappings
+
+    @Option(name: .long, help: "Mergeable-memory candidates one client may leave waiting in one scan round.")
+    var maxUnstable: Int = SessionLimits().maxUnstableEntries
+
+    @Option(name: .long, help: "Objects one dedup domain may hold.")
+    var maxObjects: Int = SessionLimits().maxDomainObjects
+
     @Flag(name: .long, help: ArgumentHelp("Answer `samepage verify`: a full check of the bookkeeping (tests).", visibility: .hidden))
     var selfCheck = false
 
@@ -58,6 +70,10 @@ struct SamepagedCommand: ParsableCommand {
         guard UInt32(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode '\(socketMode)' is not octal") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not a level") }
         guard maxPageSharing >= 2 else { throw ValidationError("--max-page-sharing must be at least 2") }
+        for (name, value) in [("--max-uploads", maxUploads), ("--max-mappings", maxMappings),
+                              ("--max-unstable", maxUnstable), ("--max-objects", maxObjects)] where value < 1 {
+            throw ValidationError("\(name) must be at least 1")
+        }
         var seen: Set<UInt32> = []
         for domain in domains {
             guard let parsed = AccessPolicy.parseDomain(domain) else {
@@ -88,6 +104,10 @@ struct SamepagedCommand: ParsableCommand {
         configuration.socketMode = UInt32(socketMode, radix: 8)!
         configuration.maxPageSharing = maxPageSharing
         configuration.selfCheck = selfCheck
+        configuration.limits.maxUploads = maxUploads
+        configuration.limits.maxMappings = maxMappings
+        configuration.limits.maxUnstableEntries = maxUnstable
+        configuration.limits.maxDomainObjects = maxObjects
         let server: Server
         do {
             server = try Server(configuration: configuration, logger: logger)

@@ -106,6 +106,9 @@ public final class Service {
             guard session.uploads.count < limits.maxUploads else {
                 throw RequestFailure(.limitExceeded, "more than \(limits.maxUploads) uploads open")
             }
+            guard domain.objectCount < limits.maxDomainObjects else {
+                throw RequestFailure(.limitExceeded, "the domain holds \(limits.maxDomainObjects) objects, its limit")
+            }
             let pages = Page.count(forBytes: length)
             guard pages <= UInt64(UInt32.max) else { throw RequestFailure(.badRequest, "object of \(length) bytes is too large") }
             session.uploads[handle] = Upload(length: length, totalPages: pages)
@@ -120,6 +123,11 @@ public final class Service {
             }
             session.uploads[handle] = nil
             domain.store.finish(&upload.placement)
+            guard domain.objectCount < limits.maxDomainObjects else {
+                // Others filled the domain while this upload ran: it is dropped, not half-kept.
+                domain.store.release(upload.runs.runs)
+                throw RequestFailure(.limitExceeded, "the domain holds \(limits.maxDomainObjects) objects, its limit")
+            }
             var id = ObjectID.random()
             while domain.keyByID[id] != nil { id = ObjectID.random() }
             _ = domain.insert(StoredObject(length: upload.length, runs: upload.runs.runs), id: id)

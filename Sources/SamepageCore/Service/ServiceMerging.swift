@@ -34,7 +34,11 @@ extension Service {
             // A new full scan: KSM rebuilds its unstable tree; drop this client's old entries.
             domain.unstable.removeAll(of: session.id, hashes: session.unstableHashes)
             session.unstableHashes.removeAll(keepingCapacity: true)
+            session.unstableEntries = 0
             session.scanRound = round
+        }
+        guard session.unstableEntries + keys.count <= limits.maxUnstableEntries else {
+            throw RequestFailure(.limitExceeded, "more than \(limits.maxUnstableEntries) candidates in one scan round")
         }
         var outcomes: [MergeOutcome] = []
         outcomes.reserveCapacity(keys.count)
@@ -66,6 +70,7 @@ extension Service {
                     domain.unstable.insert(hash: hash, partner)
                     domain.unstable.insert(hash: hash, me)
                     session.unstableHashes.insert(hash)
+                    session.unstableEntries += 1
                     outcomes.append(.unstable)
                     continue
                 }
@@ -81,6 +86,7 @@ extension Service {
             }
             domain.unstable.insert(hash: hash, me)
             session.unstableHashes.insert(hash)
+            session.unstableEntries += 1
             outcomes.append(.unstable)
         }
         if hints.count > Self.maxHintsPerReply {

@@ -19,6 +19,8 @@ public final class Session {
     var scanRound: UInt32 = 0
     /// Hashes under which this client has unstable-tree entries.
     var unstableHashes: Set<UInt64> = []
+    /// Unstable-tree entries filed by this client in its current scan round.
+    var unstableEntries = 0
     var scanReport: ScanReport?
 
     init(id: UInt64, domain: Domain, peer: PeerIdentity) {
@@ -47,8 +49,15 @@ public struct PeerIdentity: Sendable, Equatable {
 }
 
 /// Per-connection caps, so that one client cannot take the server's memory for bookkeeping.
-public struct SessionLimits: Sendable {
+public struct SessionLimits: Sendable, Equatable {
+    /// Uploads one connection may have open at once.
     public var maxUploads = 64
+    /// Objects one connection may have mapped at once.
     public var maxMappings = 1 << 16
+    /// Mergeable-memory candidates one connection may leave in the unstable tree in one scan
+    /// round (16 GiB of pages by default).
+    public var maxUnstableEntries = 1 << 22
+    /// Objects a dedup domain may hold.
+    public var maxDomainObjects = 1 << 20
     public init() {}
 }

@@ -1,0 +1,72 @@
+import SamepageCore
+import Testing
+
+/// Per-client and per-domain caps: a client over its cap gets `limitExceeded`, nothing it held
+/// is lost, and other clients go on.
+@Suite("Limits")
+struct LimitsTests {
+    func put(_ harness: ServiceHarness, _ client: SessionClient, upload: UInt32, content: UInt64) -> Reply? {
+        client.staging.fill(0, id: content)
+        _ = harness.send(.putBegin(upload: upload, length: 4096), client)
+        _ = harness.send(.putPages(upload: upload, stagingPage: 0, pageCount: 1), client)
+        return harness.send(.putCommit(upload: upload), client).first
+    }
+
+    @Test func aDomainHoldsAtMostMaxDomainObjects() throws {
+        let harness = ServiceHarness()
+        harness.service.limits.maxDomainObjects = 2
+        let a = try harness.client(uid: 1000)
+        #expect(put(harness, a, upload: 1, content: 1)?.kind == .committed)
+        #expect(put(harness, a, upload: 2, content: 2)?.kind == .committed)
+        let refused = harness.send(.putBegin(upload: 3, length: 4096), a)
+        #expect(refused.first?.failureCode == .limitExceeded)
+        let other = try harness.client(uid: 2000)
+        #expect(put(harness, other, upload: 1, content: 1)?.kind == .committed, "another domain is not affected")
+        #expect(a.session.domain.objectCount == 2)
+    }
+
+    @Test func anUploadCommittedPastTheCapIsDroppedWhole() throws {
+        let harness = ServiceHarness()
+        harness.service.limits.maxDomainObjects = 1
+        let a = try harness.client(uid: 1000), b = try harness.client(uid: 1000, pid: 2)
+        a.staging.fill(0, id: 7)
+        b.staging.fill(0, id: 8)
+        for client in [a, b] {
+            _ = harness.send(.putBegin(upload: 1, length: 4096), client)
+            _ = harness.send(.putPages(upload: 1, stagingPage: 0, pageCount: 1), client)
+        }
+        #expect(harness.send(.putCommit(upload: 1), a).first?.kind == .committed)
+        #expect(harness.send(.putCommit(upload: 1), b).first?.failureCode == .limitExceeded)
+        let store = a.session.domain.store
+        #expect(store.pagesInUse == 1, "the refused upload's page was released")
+        #expect(harness.service.verify(a.session.domain).isEmpty)
+        store._checkInvariants()
+    }
+
+    @Test func candidatesPerScanRoundAreCapped() throws {
+        let harness = ServiceHarness()
+        harness.service.limits.maxUnstableEntries = 4
+        let a = try harness.client()
+        for page in 0..<6 { a.staging.fill(page, id: UInt64(100 + page)) }
+        let five = harness.send(.mergeScan(round: 1, flags: [], stagingPage: 0, keys: [1, 2, 3, 4, 5]), a)
+        #expect(five.first?.failureCode == .limitExceeded)
+        let four = harness.send(.mergeScan(round: 1, flags: [], stagingPage: 0, keys: [1, 2, 3, 4]), a)
+        #expect(four.first?.kind == .mergeResults)
+        let more = harness.send(.mergeScan(round: 1, flags: [], stagingPage: 4, keys: [5]), a)
+        #expect(more.first?.failureCode == .limitExceeded, "the cap counts the whole round")
+        let nextRound = harness.send(.mergeScan(round: 2, flags: [], stagingPage: 4, keys: [5]), a)
+        #expect(nextRound.first?.kind == .mergeResults, "a new round starts from zero")
+        let other = try harness.client(pid: 2)
+        other.staging.fill(0, id: 100)
+        let pair = harness.send(.mergeScan(round: 1, flags: [], stagingPage: 0, keys: [9]), other)
+        guard case .mergeResults(let outcomes, _) = pair.first else { Issue.record("no results"); return }
+        #expect(outcomes.first?.page == nil, "the first client's old-round entries are gone: nothing to pair with")
+    }
+}
+
+private extension Reply {
+    var failureCode: ErrorCode? {
+        if case .failure(let code, _) = self { return code }
+        return nil
+    }
+}
