@@ -11,8 +11,9 @@ struct SamepagedCommand: ParsableCommand {
         commandName: "samepaged",
         abstract: "The Samepage server: a deduplicating shared-memory page store.",
         discussion: """
-            Clients connect over a Unix socket and receive a read-only fd of the region. Pages they
-            submit are stored once per dedup domain (one per uid) and mapped copy-on-write.
+            Clients connect over a Unix socket and receive a read-only fd of the region. \
+            Pages they submit are stored once per dedup domain (one per uid, or a --domain group) \
+            and mapped copy-on-write.
 
             Examples:
               samepaged                                   # default socket, 4G region
