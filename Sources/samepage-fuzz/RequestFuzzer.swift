@@ -20,20 +20,27 @@ final class FuzzRegion: RegionBacking {
     }
 }
 
-/// One server state for the whole fuzzing run (as a long-lived server has), fresh sessions per
-/// input: what one input leaves behind is what the next client meets.
+/// One server state for a stretch of inputs (as a long-lived server has), fresh sessions per
+/// input: what one input leaves behind is what the next client meets. The state starts over
+/// every 1024 inputs, so that what they pile up does not slow the run down.
 final class FuzzHarness {
-    let service: Service
+    private(set) var service: Service
     let staging: UnsafeMutableRawPointer
     static let stagingPages = 8
 
     init() {
-        service = Service(regionBytes: 256 * UInt64(Page.size), maxPageSharing: 4) { _ in FuzzRegion(pages: 256) }
-        service.selfCheck = true
+        service = Self.makeService()
         staging = .allocate(byteCount: Self.stagingPages * Page.size, alignment: Page.size)
     }
 
+    static func makeService() -> Service {
+        let service = Service(regionBytes: 256 * UInt64(Page.size), maxPageSharing: 4) { _ in FuzzRegion(pages: 256) }
+        service.selfCheck = true
+        return service
+    }
+
     func run(_ bytes: UnsafeRawBufferPointer) {
+        if runs % 1024 == 1023 { service = Self.makeService() }
         // The first bytes choose the client's uid (two domains) and fill its staging memory.
         guard bytes.count >= 1 else { return }
         let uid = UInt32(bytes[0] & 1)
