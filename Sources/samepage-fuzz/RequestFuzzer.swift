@@ -15,6 +15,8 @@ final class FuzzRegion: RegionBacking {
         base = .allocate(byteCount: Int(pages) * Page.size, alignment: Page.size)
         base.initializeMemory(as: UInt8.self, repeating: 0, count: Int(pages) * Page.size)
     }
+    deinit { base.deallocate() }
+
     func release(_ extent: ExtentAllocator.Extent) {
         (base + Int(extent.start) * Page.size).initializeMemory(as: UInt8.self, repeating: 0, count: Int(extent.count) * Page.size)
     }
