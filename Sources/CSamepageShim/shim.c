@@ -25,6 +25,7 @@ int sp_memfd_create(const char *name, unsigned int flags) { return memfd_create(
 int sp_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals); }
 
 int sp_get_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
+int sp_dup_cloexec(int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 0); }
 
 int sp_punch_hole(int fd, off_t offset, off_t length) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);

@@ -15,6 +15,11 @@ struct ClientConnection: ~Copyable {
     /// opens a new one on its next call.
     var isBroken: Bool { broken != nil }
     private let buffer: UnsafeMutableRawBufferPointer
+    /// The region segments this connection holds (fds arrive in `segment` frames).
+    let segments = SegmentTable()
+    /// Fds received and not yet claimed by their `segment` frame, oldest first: an fd arrives with
+    /// the first byte of its frame, possibly in the same read as earlier frames' bytes.
+    private var receivedDescriptors: [Int32] = []
 
     init(socketPath: String) throws(SamepageError) {
         do {
@@ -26,7 +31,10 @@ struct ClientConnection: ~Copyable {
         buffer = .allocate(byteCount: 64 * 1024, alignment: 16)
     }
 
-    deinit { buffer.deallocate() }
+    deinit {
+        buffer.deallocate()
+        for fd in receivedDescriptors { Syscall.close(fd) }
+    }
 
     /// Sends a request (with an fd when given) and returns its id.
     mutating func send(_ request: Request, passing descriptor: Int32 = -1) throws(SamepageError) -> UInt64 {
@@ -54,8 +62,9 @@ struct ClientConnection: ~Copyable {
     }
 
     /// The next reply, which must answer `requestID` (replies come in request order). Failures
-    /// are returned as `.failure`, not thrown: callers decide.
-    mutating func reply(to requestID: UInt64, descriptor: inout OwnedDescriptor?) throws(SamepageError) -> Reply {
+    /// are returned as `.failure`, not thrown: callers decide. `segment` frames on the way are
+    /// applied to `segments`.
+    mutating func reply(to requestID: UInt64) throws(SamepageError) -> Reply {
         if let broken { throw .connectionLost(broken) }
         while true {
             do {
@@ -63,7 +72,12 @@ struct ClientConnection: ~Copyable {
                     guard frame.header.requestID == requestID else {
                         throw SamepageError.protocolViolation("reply for request \(frame.header.requestID), expected \(requestID)")
                     }
-                    return try Reply.decode(frame)
+                    let reply = try Reply.decode(frame)
+                    if case .segment(let index, let generation, let attached) = reply {
+                        try apply(segment: index, generation: generation, attached: attached)
+                        continue
+                    }
+                    return reply
                 }
             } catch let error as ProtocolError {
                 broken = error.description
@@ -75,12 +89,14 @@ struct ClientConnection: ~Copyable {
                 throw .protocolViolation("\(error)")
             }
             let n: Int
+            var descriptor: OwnedDescriptor?
             do {
                 n = try UnixSocket.receive(socket.rawValue, into: buffer, descriptor: &descriptor)
             } catch {
                 broken = "receive failed: \(error)"
                 throw .connectionLost(broken!)
             }
+            if let fd = descriptor.take() { receivedDescriptors.append(fd.release()) }
             if n == 0 {
                 broken = "the server closed the connection"
                 throw .connectionLost(broken!)
@@ -89,9 +105,11 @@ struct ClientConnection: ~Copyable {
         }
     }
 
-    mutating func reply(to requestID: UInt64) throws(SamepageError) -> Reply {
-        var unused: OwnedDescriptor?
-        return try reply(to: requestID, descriptor: &unused)
+    private mutating func apply(segment index: UInt32, generation: UInt32, attached: Bool) throws(SamepageError) {
+        guard attached else { return segments.drop(index, generation: generation) }
+        guard !receivedDescriptors.isEmpty else { throw .protocolViolation("segment \(index) arrived without its fd") }
+        let fd = OwnedDescriptor(taking: receivedDescriptors.removeFirst())
+        try segments.install(index, generation: generation, descriptor: fd)
     }
 
     /// Sends a request and waits for its reply; a failure reply is thrown.

@@ -3,13 +3,14 @@ import SamepageCore
 import SamepageSystem
 import SystemPackage
 
-/// One live connection's resources: the socket, the region fd the server sent, and the staging
-/// memory. A client replaces its session when it must reconnect (in a child after fork).
+/// One live connection's resources: the socket, the region segments the server sent (in
+/// `connection.segments`), and the staging memory. A client replaces its session when it must reconnect (in a child after fork).
 final class ClientSession {
     static let helloTimeoutSeconds = 30
 
     var connection: ClientConnection
-    let region: OwnedDescriptor
+    /// The region's segments, as this connection holds them.
+    var segments: SegmentTable { connection.segments }
     let staging: MemoryMapping
     let regionBytes: UInt64
 
@@ -26,15 +27,16 @@ final class ClientSession {
         // give up after a while rather than hang. Requests after it may take as long as they take.
         UnixSocket.setReceiveTimeout(connection.socket.rawValue, seconds: Self.helloTimeoutSeconds)
         let helloID = try connection.send(.hello(version: Request.version, clientName: name), passing: stagingFD.rawValue)
-        var regionFD: OwnedDescriptor?
-        let reply = try ClientConnection.check(try connection.reply(to: helloID, descriptor: &regionFD))
+        let reply = try ClientConnection.check(try connection.reply(to: helloID))
         UnixSocket.setReceiveTimeout(connection.socket.rawValue, seconds: 0)
-        guard case .welcome(_, let regionBytes, let pageSize) = reply else {
+        guard case .welcome(_, let regionBytes, let pageSize, let segmentBytes) = reply else {
             throw ClientConnection.unexpected(reply, "welcome")
         }
         guard pageSize == UInt32(Page.size) else { throw .protocolViolation("server page size \(pageSize)") }
-        guard let regionFD = regionFD.take() else { throw .protocolViolation("welcome without the region fd") }
-        self.region = regionFD
+        try connection.segments.configure(regionBytes: regionBytes, segmentBytes: segmentBytes)
+        if connection.segments.segmentCount == 1, connection.segments.descriptor(ofSegment: 0) == nil {
+            throw .protocolViolation("welcome without the region fd")
+        }
         self.regionBytes = regionBytes
         self.staging = stagingMapping
         self.connection = connection

@@ -38,7 +38,9 @@ public final class SamepageClient: @unchecked Sendable {
     /// Mergeable memory: created on first use (see SamepageClient+Merging.swift).
     var engine: MergeEngine?
     let engineCreation = Lock()
-    var regionViewMapping: MemoryMapping?
+    /// The segments (and view) of the connection the merge engine compares against; kept when
+    /// a new connection replaces that one, until the engine asks for the new view.
+    private var regionViewTable: SegmentTable?
 
     /// Staging memory: pages travel through it to the server. Two halves let the client fill
     /// one while the server stores the other.
@@ -92,11 +94,24 @@ public final class SamepageClient: @unchecked Sendable {
     /// The staging memory, for the scanner, which holds `stagingLock` while it uses it.
     var stagingBase: UnsafeMutableRawPointer { lock.withLock { session.staging.base } }
     var stagingPages: Int { lock.withLock { session.staging.length / Page.size } }
-    var regionDescriptor: Int32 { session.region.rawValue }
+    /// The region segments of connection `generation`, for the merge engine to map pages from.
+    func regionSegments(generation: Int) throws(SamepageError) -> SegmentSnapshot {
+        try lock.withLock { () throws(SamepageError) in
+            guard generation == regionViewGeneration, let table = regionViewTable else {
+                throw .connectionLost("the connection of these merges was replaced")
+            }
+            return table.snapshot()
+        }
+    }
 
     /// The read-only fd of this client's dedup-domain region, as the server sent it (owned by the
     /// client; do not close it). Whatever a process does with it, it cannot change the region.
-    public var regionFileDescriptor: Int32 { lock.withLock { session.region.rawValue } }
+    /// -1 when the server runs `--hardened`: the region is then several segment memfds.
+    public var regionFileDescriptor: Int32 {
+        lock.withLock {
+            session.segments.segmentCount == 1 ? session.segments.descriptor(ofSegment: 0) ?? -1 : -1
+        }
+    }
 
     /// Sends candidates already copied to the start of staging; the caller holds the engine lock.
     func mergeScan(round: UInt32, flags: MergeFlags, keys: [UInt64]) throws(SamepageError) -> ([MergeOutcome], [MergeHint]) {
@@ -137,25 +152,18 @@ public final class SamepageClient: @unchecked Sendable {
         try lock.withLock { () throws(SamepageError) in _ = try connection().connection.call(.scanReport(report)) }
     }
 
-    /// A read-only view of the whole region, for comparing pages before merging them.
-    /// The generation of the connection whose region `regionViewMapping` shows.
+    /// The generation of the connection whose region `regionViewTable` shows.
     private var regionViewGeneration = -1
 
     /// A read-only view of the current connection's whole region, for comparing pages before
     /// merging them, with the connection generation it belongs to.
     func makeRegionView() throws(SamepageError) -> (view: UnsafeRawPointer, bytes: Int, generation: Int) {
         try lock.withLock { () throws(SamepageError) in
-            let current = try connection()
-            if regionViewGeneration == sessionGeneration, let base = regionViewMapping?.base {
-                return (UnsafeRawPointer(base), Int(regionBytes), sessionGeneration)
-            }
-            let view = try systemCall("cannot map the region") { () throws(Errno) in
-                try MemoryMapping(fd: current.region.rawValue, length: Int(regionBytes), writable: false, shared: true, noReserve: true)
-            }
-            let base = view.base
-            regionViewMapping = consume view
+            let table = try connection().segments
+            let view = try systemCall("cannot map the region") { () throws(Errno) in try table.makeView() }
+            regionViewTable = table
             regionViewGeneration = sessionGeneration
-            return (UnsafeRawPointer(base), Int(regionBytes), sessionGeneration)
+            return (view, Int(regionBytes), sessionGeneration)
         }
     }
 
@@ -307,12 +315,24 @@ public final class SamepageClient: @unchecked Sendable {
         for run in runs {
             let bytes = Int(run.count) * Page.size
             if !run.isZero {
-                do {
-                    _ = try Syscall.mmap(base + offset, bytes, prot, MAP_PRIVATE | MAP_FIXED, session.region.rawValue,
-                                         UInt64(run.start) << UInt64(Page.shift))
-                } catch {
-                    Syscall.munmap(base, total)
-                    throw .system("cannot map \(run.count) region pages", error)
+                // A run lies in one segment unless the region has several (hardened): then it
+                // takes one mmap per segment it crosses.
+                var done = 0
+                while done < Int(run.count) {
+                    do throws(SamepageError) {
+                        let place = try session.segments.location(ofPage: run.start + UInt32(done))
+                        let count = min(Int(run.count) - done, place.pagesInSegment)
+                        do {
+                            _ = try Syscall.mmap(base + offset + done * Page.size, count * Page.size, prot,
+                                                 MAP_PRIVATE | MAP_FIXED, place.fd, place.offset)
+                        } catch {
+                            throw SamepageError.system("cannot map \(run.count) region pages", error)
+                        }
+                        done += count
+                    } catch {
+                        Syscall.munmap(base, total)
+                        throw error
+                    }
                 }
             }
             offset += bytes

@@ -34,13 +34,24 @@ final class Connection {
     let sendMessage: UnsafeMutablePointer<msghdr>
     let sendControl: UnsafeMutableRawPointer
 
-    /// Encoded replies waiting to be sent, and the fd to pass with the first of them.
+    /// Encoded replies waiting to be sent, and the fds to pass, each with the offset of the frame
+    /// it rides with. The fds are the connection's own (dups): closed once sent, or in deinit.
     var outbox: [UInt8] = []
-    var outboxDescriptor: Int32 = -1
-    /// The bytes of the send in flight (kept alive until it completes) and how far it got.
+    var outboxDescriptors: [(offset: Int, fd: Int32)] = []
+    /// The bytes being sent (kept alive until the last send completes), how far it got, the fds
+    /// still to pass with them, and the fd riding with the send in flight.
     var sending: [UInt8] = []
     var sendingOffset = 0
+    var sendingDescriptors: [(offset: Int, fd: Int32)] = []
+    var descriptorInFlight: Int32 = -1
     var sendInFlight = false
+
+    /// The region of the client's domain, and the generation of each of its segments the client
+    /// has been sent (a reply naming pages in a segment is preceded by that segment's fd).
+    var region: (any ServedRegion)?
+    var segmentGenerations: [UInt32: UInt32] = [:]
+    /// `region.retirements` when this connection last looked for out-of-date segments.
+    var retirementsSeen: UInt64 = 0
 
     init(id: UInt32, socket: consuming OwnedDescriptor, peer: PeerIdentity) {
         self.id = id
@@ -63,6 +74,8 @@ final class Connection {
         sendIov.deallocate()
         sendMessage.deallocate()
         sendControl.deallocate()
+        for pending in outboxDescriptors + sendingDescriptors { Syscall.close(pending.fd) }
+        sentDescriptor()
     }
 
     /// Fills in the receive msghdr afresh (the kernel writes its lengths).
@@ -75,31 +88,54 @@ final class Connection {
         receiveMessage.pointee.msg_controllen = receiveControlSize
     }
 
-    /// Moves the outbox into the send buffers; false when there is nothing to send.
+    /// Moves the outbox into the send buffers; false when there is nothing to send. A send stops
+    /// where the next fd's frame starts, so that each fd rides with its own frame's first byte.
     func prepareSend() -> Bool {
         if sendingOffset >= sending.count {
             guard !outbox.isEmpty else { return false }
             sending = outbox
             sendingOffset = 0
             outbox = []
+            sendingDescriptors = outboxDescriptors
+            outboxDescriptors = []
         }
-        let remaining = sending.count - sendingOffset
+        var end = sending.count
+        var attach: Int32 = -1
+        if let next = sendingDescriptors.first, next.offset <= sendingOffset {
+            attach = next.fd
+            sendingDescriptors.removeFirst()
+        }
+        if let next = sendingDescriptors.first { end = min(end, next.offset) }
+        let remaining = end - sendingOffset
         sending.withUnsafeMutableBytes { raw in
             sendIov.pointee = iovec(iov_base: raw.baseAddress! + sendingOffset, iov_len: remaining)
         }
         sendMessage.pointee = msghdr()
         sendMessage.pointee.msg_iov = sendIov
         sendMessage.pointee.msg_iovlen = 1
-        if outboxDescriptor >= 0 && sendingOffset == 0 {
+        if attach >= 0 {
             sendMessage.pointee.msg_control = sendControl
-            sp_cmsg_put_fd(sendMessage, outboxDescriptor)
-            outboxDescriptor = -1
+            sp_cmsg_put_fd(sendMessage, attach)
+            descriptorInFlight = attach
         }
         return true
     }
 
+    /// The send that carried an fd completed (or the connection went): the kernel has its own
+    /// reference by now, ours can go.
+    func sentDescriptor() {
+        if descriptorInFlight >= 0 { Syscall.close(descriptorInFlight) }
+        descriptorInFlight = -1
+    }
+
     func enqueue(_ reply: Reply, requestID: UInt64) {
         outbox.append(contentsOf: reply.encode(requestID: requestID))
+    }
+
+    /// Queues a reply with an fd (taken over by the connection) riding on its first byte.
+    func enqueue(_ reply: Reply, requestID: UInt64, passing descriptor: consuming OwnedDescriptor) {
+        outboxDescriptors.append((offset: outbox.count, fd: descriptor.release()))
+        enqueue(reply, requestID: requestID)
     }
 
     var queuedBytes: Int { outbox.count + sending.count - sendingOffset }

@@ -7,7 +7,7 @@ import SystemPackage
 /// The region of one dedup domain: a sparse memfd, sealed against shrinking and growing (so no
 /// one can truncate it under a client's mapping), mode 0440, mapped read-write by the server
 /// alone. Clients receive `readOnlyDescriptor`, a separate read-only open of the same file.
-public final class MemfdRegion: RegionBacking {
+final class MemfdRegion: ServedRegion {
     public let base: UnsafeMutableRawPointer
     public let pageCount: UInt32
     private let memfd: OwnedDescriptor
@@ -28,6 +28,11 @@ public final class MemfdRegion: RegionBacking {
         // kernel it fails with EINVAL and the pages fault in one by one as before.
         try? Syscall.madvise(base + Int(extent.start) * Page.size, Int(extent.count) * Page.size, SP_MADV_POPULATE_WRITE)
     }
+
+    var segmentBytes: UInt64 { regionBytes }
+    func descriptor(ofSegment index: UInt32) -> Int32 { readOnlyDescriptor.rawValue }
+    func generation(ofSegment index: UInt32) -> UInt32 { 0 }
+    var retirements: UInt64 { 0 }
 
     public func release(_ extent: ExtentAllocator.Extent) {
         // Give the memory back; the pages read as zeros until written again. Failure here would

@@ -47,12 +47,15 @@ public final class Server {
         let regionBytes = configuration.regionBytes
         service = Service(regionBytes: regionBytes, maxPageSharing: configuration.maxPageSharing,
                           policy: configuration.policy) { [regions] name in
-            let region = try MemfdRegion(name: name, bytes: regionBytes)
+            let region: any ServedRegion = configuration.hardened
+                ? try SegmentedRegion(name: name, bytes: regionBytes, segmentBytes: configuration.segmentBytes)
+                : try MemfdRegion(name: name, bytes: regionBytes)
             regions.byDomain[name] = region
             return region
         }
         service.selfCheck = configuration.selfCheck
         service.limits = configuration.limits
+        if configuration.hardened { try Self.checkFutureWriteSeal() }
         ring = try IoUring(entries: 1024)
         DefaultSocketPath.prepareDirectory(for: configuration.socketPath)
         listener = try UnixSocket.listen(path: configuration.socketPath, mode: mode_t(configuration.socketMode))
@@ -110,6 +113,7 @@ public final class Server {
             guard let connection = connections[id] else { return }
             connection.inFlight -= 1
             connection.sendInFlight = false
+            connection.sentDescriptor()
             sent(completion.result, on: connection)
         case nil:
             logger.error("unexpected completion", metadata: ["user_data": "\(completion.userData)"])
@@ -213,7 +217,55 @@ public final class Server {
             return violation("hello sent twice", requestID: requestID, on: connection)
         }
         for reply in service.handle(request, session: session) {
+            sendSegments(for: reply, requestID: requestID, on: connection)
             connection.enqueue(reply, requestID: requestID)
+        }
+    }
+
+    /// Before a reply that names region pages: tells the client which of its segment fds are out
+    /// of date (retired since), and sends the fd of every segment the reply names that the client
+    /// does not hold in its current generation. A region of one segment sends it with welcome.
+    private func sendSegments(for reply: Reply, requestID: UInt64, on connection: Connection) {
+        guard let region = connection.region, region.segmentCount > 1 else { return }
+        if region.retirements != connection.retirementsSeen {
+            connection.retirementsSeen = region.retirements
+            for (index, generation) in connection.segmentGenerations where region.generation(ofSegment: index) != generation {
+                connection.segmentGenerations[index] = nil
+                connection.enqueue(.segment(index: index, generation: generation, attached: false), requestID: requestID)
+            }
+        }
+        let segmentPages = UInt32(region.segmentBytes / UInt64(Page.size))
+        reply.forEachRegionRun { start, count in
+            var segment = start / segmentPages
+            let last = (start + count - 1) / segmentPages
+            while segment <= last {
+                sendSegment(segment, of: region, requestID: requestID, on: connection)
+                segment += 1
+            }
+        }
+    }
+
+    private func sendSegment(_ index: UInt32, of region: any ServedRegion, requestID: UInt64, on connection: Connection) {
+        let generation = region.generation(ofSegment: index)
+        guard connection.segmentGenerations[index] != generation else { return }
+        do {
+            let fd = OwnedDescriptor(taking: try Syscall.duplicate(region.descriptor(ofSegment: index)))
+            connection.enqueue(.segment(index: index, generation: generation, attached: true), requestID: requestID, passing: fd)
+            connection.segmentGenerations[index] = generation
+        } catch {
+            // Out of fds: the client's call that needs this segment fails with a clear error
+            // ("no fd for region segment"); the next reply naming it tries again.
+            logger.warning("cannot send a region segment", metadata: ["connection": "\(connection.id)", "error": "\(error)"])
+        }
+    }
+
+    /// `--hardened` needs F_SEAL_FUTURE_WRITE (Linux 5.1): refuse to start without it rather
+    /// than serve a region that is not what the flag promises.
+    private static func checkFutureWriteSeal() throws {
+        do {
+            _ = try Memfd.create(name: "samepage-probe", size: UInt64(Page.size), seals: [.futureWrite])
+        } catch {
+            throw HardenedModeUnavailable(error: error)
         }
     }
 
@@ -239,9 +291,14 @@ public final class Server {
             guard let region = regions.byDomain[session.domain.name] else {
                 return violation("no region for domain \(session.domain.name)", requestID: requestID, on: connection, code: .internalError)
             }
-            connection.enqueue(.welcome(version: Request.version, regionBytes: UInt64(region.pageCount) * UInt64(Page.size),
-                                        pageSize: UInt32(Page.size)), requestID: requestID)
-            connection.outboxDescriptor = region.readOnlyDescriptor.rawValue
+            connection.region = region
+            connection.retirementsSeen = region.retirements
+            if region.segmentCount == 1 {
+                // One segment: the client gets it now, and holds it for the whole connection.
+                sendSegment(0, of: region, requestID: requestID, on: connection)
+            }
+            connection.enqueue(.welcome(version: Request.version, regionBytes: region.regionBytes,
+                                        pageSize: UInt32(Page.size), segmentBytes: region.segmentBytes), requestID: requestID)
             logger.debug("client ready", metadata: ["connection": "\(connection.id)", "name": "\(name)",
                                                     "domain": "\(session.domain.name)"])
         } catch let failure as StagingRefused {
@@ -330,5 +387,12 @@ public final class Server {
 /// The memfd behind each domain's region, by domain name: the service creates regions, the loop
 /// hands out their read-only fds.
 final class RegionRegistry {
-    var byDomain: [String: MemfdRegion] = [:]
+    var byDomain: [String: any ServedRegion] = [:]
+}
+
+public struct HardenedModeUnavailable: Error, CustomStringConvertible {
+    var error: Errno
+    public var description: String {
+        "--hardened needs memfd's F_SEAL_FUTURE_WRITE (Linux 5.1): \(error)"
+    }
 }

@@ -14,6 +14,12 @@ public struct ServerConfiguration: Sendable {
     public var maxQueuedReplyBytes = 8 << 20
     /// Per-client and per-domain caps.
     public var limits = SessionLimits()
+    /// Hardened mode (design.md section 2): the region is made of memfd segments sealed with
+    /// F_SEAL_FUTURE_WRITE, which even a client of the server's own uid cannot write; memory is
+    /// given back a whole segment at a time instead of a page at a time.
+    public var hardened = false
+    /// Size of one segment in hardened mode.
+    public var segmentBytes: UInt64 = 64 << 20
     /// Answer `verify` requests (a full check of the bookkeeping; tests use it).
     public var selfCheck = false
 

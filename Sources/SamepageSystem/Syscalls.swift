@@ -30,6 +30,11 @@ public enum Syscall {
         return try valueOrErrno { sp_memfd_create(name, flags) }
     }
 
+    /// A second descriptor of the same open file, close-on-exec.
+    public static func duplicate(_ fd: Int32) throws(Errno) -> Int32 {
+        try valueOrErrno { sp_dup_cloexec(fd) }
+    }
+
     public static func ftruncate(_ fd: Int32, _ size: UInt64) throws(Errno) {
         _ = try valueOrErrno { Glibc.ftruncate(fd, off_t(size)) }
     }

@@ -55,6 +55,12 @@ struct SamepagedCommand: ParsableCommand {
     @Option(name: .long, help: "Objects one dedup domain may hold.")
     var maxObjects: Int = SessionLimits().maxDomainObjects
 
+    @Flag(name: .long, help: "Seal the region against writes by anyone, clients of the server's own uid included (F_SEAL_FUTURE_WRITE); memory is then freed a whole segment at a time. See docs/security.md.")
+    var hardened = false
+
+    @Option(name: .long, help: "Size of one region segment in --hardened mode (e.g. 64M): the unit in which freed memory goes back to the kernel.")
+    var segmentSize: String = "64M"
+
     @Flag(name: .long, help: ArgumentHelp("Answer `samepage verify`: a full check of the bookkeeping (tests).", visibility: .hidden))
     var selfCheck = false
 
@@ -68,6 +74,10 @@ struct SamepagedCommand: ParsableCommand {
         guard bytes / UInt64(Page.size) < UInt64(UInt32.max) else {
             throw ValidationError("--region-size '\(regionSize)' is larger than 16T")
         }
+        guard let segment = ByteSize.parse(segmentSize), segment >= UInt64(Page.size), segment % UInt64(Page.size) == 0 else {
+            throw ValidationError("--segment-size '\(segmentSize)' is not a whole number of 4K pages such as 64M")
+        }
+        guard bytes / segment < 1 << 20 else { throw ValidationError("--segment-size '\(segmentSize)' makes over a million segments") }
         guard UInt32(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode '\(socketMode)' is not octal") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not a level") }
         guard maxPageSharing >= 2 else { throw ValidationError("--max-page-sharing must be at least 2") }
@@ -105,6 +115,8 @@ struct SamepagedCommand: ParsableCommand {
         configuration.socketMode = UInt32(socketMode, radix: 8)!
         configuration.maxPageSharing = maxPageSharing
         configuration.selfCheck = selfCheck
+        configuration.hardened = hardened
+        configuration.segmentBytes = ByteSize.parse(segmentSize)!
         configuration.limits.maxUploads = maxUploads
         configuration.limits.maxMappings = maxMappings
         configuration.limits.maxUnstableEntries = maxUnstable

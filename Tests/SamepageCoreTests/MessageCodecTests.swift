@@ -43,7 +43,9 @@ private let allRequests: [Request] = [
 ]
 
 private let allReplies: [Reply] = [
-    .welcome(version: 1, regionBytes: 1 << 40, pageSize: 4096),
+    .welcome(version: 1, regionBytes: 1 << 40, pageSize: 4096, segmentBytes: 64 << 20),
+    .segment(index: 3, generation: 7, attached: true),
+    .segment(index: 0, generation: 0, attached: false),
     .pong,
     .done,
     .committed(sampleID),
@@ -109,7 +111,7 @@ struct MessageCodecTests {
         #expect(Set(requestKinds.map(\.rawValue)) == Set(1...14))
         #expect(requestKinds.allSatisfy { !$0.isReply })
         let replyKinds = allReplies.map(\.kind)
-        #expect(Set(replyKinds.map(\.rawValue)) == [0x8001, 0x8002, 0x8003, 0x8004, 0x8005, 0x8006, 0x8007, 0x8008, 0x80FF])
+        #expect(Set(replyKinds.map(\.rawValue)) == [0x8001, 0x8002, 0x8003, 0x8004, 0x8005, 0x8006, 0x8007, 0x8008, 0x8009, 0x80FF])
         #expect(replyKinds.allSatisfy { $0.isReply })
     }
 

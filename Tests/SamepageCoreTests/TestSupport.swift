@@ -22,9 +22,13 @@ final class MemoryBacking: RegionBacking {
     let pageCount: UInt32
     var released: [ExtentAllocator.Extent] = []
     private(set) var prepared: [ExtentAllocator.Extent] = []
+    let segmentPages: UInt32
+    /// Segments the store reported empty, in order.
+    private(set) var emptied: [UInt32] = []
 
-    init(pageCount: UInt32) {
+    init(pageCount: UInt32, segmentPages: UInt32? = nil) {
         self.pageCount = pageCount
+        self.segmentPages = segmentPages ?? pageCount
         let bytes = max(1, Int(pageCount)) * Page.size
         base = .allocate(byteCount: bytes, alignment: Page.size)
         base.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
@@ -43,6 +47,8 @@ final class MemoryBacking: RegionBacking {
         precondition(extent.count > 0 && extent.end <= UInt64(pageCount), "prepare outside the region")
         prepared.append(extent)
     }
+
+    func segmentEmptied(_ segment: UInt32) { emptied.append(segment) }
 
     func page(_ n: PageNumber) -> UnsafeMutableRawPointer {
         precondition(n < pageCount)

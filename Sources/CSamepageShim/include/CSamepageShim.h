@@ -31,6 +31,7 @@
 int sp_memfd_create(const char *name, unsigned int flags);
 int sp_add_seals(int fd, int seals);
 int sp_get_seals(int fd);
+int sp_dup_cloexec(int fd);
 /// fallocate(PUNCH_HOLE | KEEP_SIZE): gives the pages back to the kernel, the file keeps its size.
 int sp_punch_hole(int fd, off_t offset, off_t length);
 

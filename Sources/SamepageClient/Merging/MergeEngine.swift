@@ -417,10 +417,28 @@ final class MergeEngine: @unchecked Sendable {
     /// copy on write), and opens the span again. Writers into the span meanwhile wait in the
     /// merge guard. Only readable, writable private memory is ever a candidate, so opening the
     /// span read-write restores what was there.
+    /// Maps `count` region pages from `first` over `address`, copy-on-write: one mmap per segment
+    /// they lie in (one, unless the server runs --hardened). Returns how many pages, from the
+    /// first, are now mapped: those are merged whatever happens to the rest.
+    private func mapRegion(at address: UnsafeMutableRawPointer, pages first: PageNumber, count: Int, from segments: SegmentSnapshot) -> Int {
+        var done = 0
+        while done < count {
+            guard let place = try? segments.location(ofPage: first + PageNumber(done)) else { return done }
+            let n = min(count - done, place.pagesInSegment)
+            guard (try? Syscall.mmap(address + done * 4096, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+                                     place.fd, place.offset)) != nil else { return done }
+            done += n
+        }
+        return done
+    }
+
     private func mergeRuns(_ range: MergeRange, span: Range<Int>, _ runs: [(index: Int, page: PageNumber, count: Int)]) -> (failed: [PageNumber], subruns: Int) {
         let spanAddress = UnsafeMutableRawPointer(bitPattern: range.address(span.lowerBound))!
         let spanLength = span.count * 4096
         let all = runs.flatMap { run in (0..<run.count).map { run.page + PageNumber($0) } }
+        // Taken before the guard: no lock may be waited for while this span is write-protected
+        // (a thread holding it could be waiting to write here).
+        guard let segments = try? client.regionSegments(generation: generation) else { return (all, 0) }
         sp_guard_begin(spanAddress, spanLength)
         defer { sp_guard_end() }
         guard (try? Syscall.mprotect(spanAddress, spanLength, PROT_READ)) != nil else { return (all, 0) }
@@ -436,16 +454,13 @@ final class MergeEngine: @unchecked Sendable {
                 while end < count && (memcmp(address + end * 4096, regionView + (Int(page) + end) * 4096, 4096) == 0) == equal {
                     end += 1
                 }
-                if equal, (try? Syscall.mmap(address + k * 4096, (end - k) * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
-                                             client.regionDescriptor, UInt64(Int(page) + k) * 4096)) != nil {
-                    subruns += 1
-                    for i in k..<end {
-                        range.state[index + i] = .merged
-                        range.region[index + i] = page + PageNumber(i)
-                    }
-                } else {
-                    failed += (k..<end).map { page + PageNumber($0) }
+                let mapped = equal ? mapRegion(at: address + k * 4096, pages: page + PageNumber(k), count: end - k, from: segments) : 0
+                if mapped > 0 { subruns += 1 }
+                for i in k..<(k + mapped) {
+                    range.state[index + i] = .merged
+                    range.region[index + i] = page + PageNumber(i)
                 }
+                failed += ((k + mapped)..<end).map { page + PageNumber($0) }
                 k = end
             }
         }

@@ -1,8 +1,9 @@
 /// What the server answers, one reply per request and in request order. A `map` is answered by
 /// `mapped` followed by `runs` frames until one has `more == false`.
 public enum Reply: Equatable, Sendable {
-    /// Answers `hello`; carries a read-only fd of the client's region as SCM_RIGHTS.
-    case welcome(version: UInt32, regionBytes: UInt64, pageSize: UInt32)
+    /// Answers `hello`. The region is `regionBytes` long, made of `segmentBytes`-long segments
+    /// (one segment unless the server runs `--hardened`), each a memfd of its own.
+    case welcome(version: UInt32, regionBytes: UInt64, pageSize: UInt32, segmentBytes: UInt64)
     case pong
     case done
     case committed(ObjectID)
@@ -13,6 +14,11 @@ public enum Reply: Equatable, Sendable {
     /// client submitted earlier (the other half of a pair found in the unstable tree).
     case mergeResults([MergeOutcome], hints: [MergeHint])
     case failure(ErrorCode, String)
+    /// Not an answer: pushed before the reply it precedes (same request id). With `attached`, it
+    /// carries the read-only fd of segment `index` in its `generation` as SCM_RIGHTS: the reply
+    /// that follows names pages in it. Without, the client's copy of that segment is out of date
+    /// (the server retired it): the client drops its fd and mappings of it.
+    case segment(index: UInt32, generation: UInt32, attached: Bool)
 
     /// Runs that fit in one reply frame.
     public static let runsPerFrame = Int(FrameHeader.maxReplyPayload - 8) / 8
@@ -28,16 +34,22 @@ public enum Reply: Equatable, Sendable {
         case .statistics: .statistics
         case .mergeResults: .mergeResults
         case .failure: .failure
+        case .segment: .segment
         }
     }
 
     public func encode(requestID: UInt64) -> [UInt8] {
         var w = WireWriter()
         switch self {
-        case .welcome(let version, let regionBytes, let pageSize):
+        case .welcome(let version, let regionBytes, let pageSize, let segmentBytes):
             w.write(version)
             w.write(regionBytes)
             w.write(pageSize)
+            w.write(segmentBytes)
+        case .segment(let index, let generation, let attached):
+            w.write(index)
+            w.write(generation)
+            w.write(UInt32(attached ? 1 : 0))
         case .pong, .done:
             break
         case .committed(let id):
@@ -82,7 +94,13 @@ public enum Reply: Equatable, Sendable {
         let reply: Reply
         switch kind {
         case .welcome:
-            reply = .welcome(version: try r.read(), regionBytes: try r.read(), pageSize: try r.read())
+            reply = .welcome(version: try r.read(), regionBytes: try r.read(), pageSize: try r.read(), segmentBytes: try r.read())
+        case .segment:
+            let index: UInt32 = try r.read()
+            let generation: UInt32 = try r.read()
+            let attached: UInt32 = try r.read()
+            guard attached <= 1 else { throw .badValue("segment flag \(attached)") }
+            reply = .segment(index: index, generation: generation, attached: attached == 1)
         case .pong: reply = .pong
         case .done: reply = .done
         case .committed: reply = .committed(try r.readObjectID())

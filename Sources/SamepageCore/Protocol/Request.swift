@@ -4,7 +4,7 @@
 /// Uploads are named by the client (`upload`, unique per connection) so that a client can send
 /// `putBegin`, many `putPages` and `putCommit` back to back without waiting for each reply.
 public enum Request: Equatable, Sendable {
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
 
     /// First message of every connection. Carries the client's staging memfd as SCM_RIGHTS; it
     /// must be sealed against shrinking (`F_SEAL_SHRINK`), or the server refuses it.
@@ -169,6 +169,7 @@ public enum MessageKind: UInt16, Sendable {
     case runs = 0x8006
     case statistics = 0x8007
     case mergeResults = 0x8008
+    case segment = 0x8009
     case failure = 0x80FF
 
     public var isReply: Bool { rawValue & 0x8000 != 0 }

@@ -70,6 +70,9 @@ public final class PageStore {
     private var owners: [UInt32] = []
     private var tags: [UInt32] = []
     private let scratch: UnsafeMutableRawPointer
+    /// Allocated pages per segment, when the region has several (hardened); empty otherwise.
+    private var allocatedInSegment: [UInt32]
+    private let segmentPages: UInt32
 
     public init(backing: any RegionBacking, budget: PageBudget, seed: UInt64, maxPageSharing: UInt32 = 256) {
         self.backing = backing
@@ -78,6 +81,9 @@ public final class PageStore {
         self.maxPageSharing = max(2, maxPageSharing)
         self.allocator = ExtentAllocator(totalPages: backing.pageCount)
         self.scratch = .allocate(byteCount: Page.size, alignment: Page.size)
+        segmentPages = max(1, min(backing.segmentPages, backing.pageCount))
+        let segments = (backing.pageCount + segmentPages - 1) / segmentPages
+        allocatedInSegment = segments > 1 ? Array(repeating: 0, count: Int(segments)) : []
     }
 
     deinit { scratch.deallocate() }
@@ -119,7 +125,7 @@ public final class PageStore {
             // Pages faulted in ahead but not filled go back to the kernel too: the region's memory
             // must be what its content needs, nothing more.
             if p.preparedEnd > p.next { backing.release(.init(start: p.next, count: p.preparedEnd - p.next)) }
-            allocator.free(.init(start: p.next, count: p.end - p.next))
+            freeExtent(.init(start: p.next, count: p.end - p.next))
         }
         placement = nil
     }
@@ -211,7 +217,7 @@ public final class PageStore {
         guard budget.take(1) else { throw .regionFull }
         if placement == nil || placement!.isEmpty {
             let want = UInt32(clamping: max(1, wantedAhead))
-            guard let extent = allocator.allocate(upTo: want) else {
+            guard let extent = allocateExtent(upTo: want) else {
                 budget.give(1)
                 throw .regionFull
             }
@@ -306,9 +312,44 @@ public final class PageStore {
 
     private func giveBack(_ extent: ExtentAllocator.Extent) {
         backing.release(extent)
-        allocator.free(extent)
+        freeExtent(extent)
         budget.give(UInt64(extent.count))
     }
+
+    // MARK: Segments
+
+    private func allocateExtent(upTo pages: UInt32) -> ExtentAllocator.Extent? {
+        guard let extent = allocator.allocate(upTo: pages) else { return nil }
+        if !allocatedInSegment.isEmpty {
+            forEachSegment(of: extent) { segment, count in allocatedInSegment[Int(segment)] += count }
+        }
+        return extent
+    }
+
+    /// Frees an extent; a segment left with no allocated page is handed to the backing to free.
+    private func freeExtent(_ extent: ExtentAllocator.Extent) {
+        allocator.free(extent)
+        guard !allocatedInSegment.isEmpty else { return }
+        forEachSegment(of: extent) { segment, count in
+            precondition(allocatedInSegment[Int(segment)] >= count, "segment \(segment) freed more than allocated")
+            allocatedInSegment[Int(segment)] -= count
+            if allocatedInSegment[Int(segment)] == 0 { backing.segmentEmptied(segment) }
+        }
+    }
+
+    private func forEachSegment(of extent: ExtentAllocator.Extent, _ body: (UInt32, UInt32) -> Void) {
+        var page = extent.start
+        let end = extent.start + extent.count
+        while page < end {
+            let segment = page / segmentPages
+            let segmentEnd = min(end, (segment + 1) * segmentPages)
+            body(segment, segmentEnd - page)
+            page = segmentEnd
+        }
+    }
+
+    /// Allocated pages in each segment (hardened regions; empty for a one-segment region).
+    public var allocatedPagesPerSegment: [UInt32] { allocatedInSegment }
 
     // MARK: Checking
 

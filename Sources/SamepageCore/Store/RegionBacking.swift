@@ -9,10 +9,18 @@ public protocol RegionBacking: AnyObject {
     /// Called before new content is written to these pages: a chance to fault them in with one
     /// call instead of one page fault each (design.md: first touch dominates the cost of a put).
     func prepare(_ extent: ExtentAllocator.Extent)
+    /// Pages per segment. A hardened region is made of segments that cannot give single pages
+    /// back (design.md section 2: a FUTURE_WRITE seal forbids punching holes); it frees a whole
+    /// segment once none of its pages is allocated. Default: one segment, the whole region.
+    var segmentPages: UInt32 { get }
+    /// Called when the last allocated page of a segment (of several) was freed.
+    func segmentEmptied(_ segment: UInt32)
 }
 
 extension RegionBacking {
     public func prepare(_ extent: ExtentAllocator.Extent) {}
+    public var segmentPages: UInt32 { pageCount }
+    public func segmentEmptied(_ segment: UInt32) {}
 }
 
 /// A cap on pages in use, shared by every domain's store, so that `--region-size` bounds the
