@@ -77,6 +77,7 @@ final class SegmentedRegion: ServedRegion {
         return Segment(memfd: memfd, readOnly: readOnly, generation: generation)
     }
 
+    var segmentPages: UInt32 { UInt32(segmentBytes / UInt64(Page.size)) }
     func descriptor(ofSegment index: UInt32) -> Int32 { segments[Int(index)].readOnly.rawValue }
     func generation(ofSegment index: UInt32) -> UInt32 { segments[Int(index)].generation }
 

@@ -24,7 +24,7 @@ struct HostileClientTests {
         let lines = attack.stdout.split(separator: "\n").map(String.init)
         #expect(lines.last == "done", "\(attack.stdout)")
         let refused = lines.filter { $0.hasPrefix("refused ") }
-        #expect(refused.count == 10, "every attack refused: \(attack.stdout)")
+        #expect(refused.count == 11, "every attack refused: \(attack.stdout)")
         #expect(!attack.stdout.contains("ALLOWED"), "\(attack.stdout)")
         #expect(lines.contains("private copy written"), "copy-on-write stays allowed, and private")
 

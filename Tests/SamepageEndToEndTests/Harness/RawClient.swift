@@ -13,6 +13,8 @@ final class RawClient {
     var staging: MemoryMapping?
     /// The staging memory's bytes, once hello has mapped it.
     var stagingBytes: UnsafeMutableRawBufferPointer?
+    /// `segment` frames received so far.
+    private(set) var segmentFrames = 0
 
     init(socketPath: String) throws {
         socket = try UnixSocket.connect(path: socketPath)
@@ -60,9 +62,17 @@ final class RawClient {
         return try receive(descriptor: &unused)
     }
 
+    /// `segment` frames (region fds the server pushes ahead of replies) are counted and skipped.
     func receive(descriptor: inout OwnedDescriptor?) throws -> Reply {
         while true {
-            if let frame = try decoder.next() { return try Reply.decode(frame) }
+            if let frame = try decoder.next() {
+                let reply = try Reply.decode(frame)
+                if case .segment = reply {
+                    segmentFrames += 1
+                    continue
+                }
+                return reply
+            }
             let n = try UnixSocket.receive(socket.rawValue, into: buffer, descriptor: &descriptor)
             if n == 0 { throw EndOfStream() }
             decoder.append(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
