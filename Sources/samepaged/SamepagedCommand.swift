@@ -55,6 +55,9 @@ struct SamepagedCommand: ParsableCommand {
     @Option(name: .long, help: "Objects one dedup domain may hold.")
     var maxObjects: Int = SessionLimits().maxDomainObjects
 
+    @Option(name: .long, help: "Pages one client's open uploads may add up to (e.g. 16G of pages: 4194304).")
+    var maxUploadPages: Int = Int(SessionLimits().maxUploadPages)
+
     @Flag(name: .long, help: "Seal the region against writes by anyone, clients of the server's own uid included (F_SEAL_FUTURE_WRITE); memory is then freed a whole segment at a time. See docs/security.md.")
     var hardened = false
 
@@ -82,7 +85,8 @@ struct SamepagedCommand: ParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not a level") }
         guard maxPageSharing >= 2 else { throw ValidationError("--max-page-sharing must be at least 2") }
         for (name, value) in [("--max-uploads", maxUploads), ("--max-mappings", maxMappings),
-                              ("--max-unstable", maxUnstable), ("--max-objects", maxObjects)] where value < 1 {
+                              ("--max-unstable", maxUnstable), ("--max-objects", maxObjects),
+                              ("--max-upload-pages", maxUploadPages)] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
         var seen: Set<UInt32> = []
@@ -121,6 +125,7 @@ struct SamepagedCommand: ParsableCommand {
         configuration.limits.maxMappings = maxMappings
         configuration.limits.maxUnstableEntries = maxUnstable
         configuration.limits.maxDomainObjects = maxObjects
+        configuration.limits.maxUploadPages = UInt64(maxUploadPages)
         let server: Server
         do {
             server = try Server(configuration: configuration, logger: logger)

@@ -25,6 +25,20 @@ struct LimitsTests {
         #expect(a.session.domain.objectCount == 2)
     }
 
+    @Test func uploadsOfOneClientAddUpToAtMostMaxUploadPages() throws {
+        let harness = ServiceHarness()
+        harness.service.limits.maxUploadPages = 10
+        let a = try harness.client(uid: 1000), b = try harness.client(uid: 1000, pid: 2)
+        #expect(harness.send(.putBegin(upload: 1, length: 6 * 4096), a).first == .done)
+        let refused = harness.send(.putBegin(upload: 2, length: 5 * 4096), a).first
+        #expect(refused?.failureCode == .limitExceeded, "6 + 5 pages open on one connection")
+        #expect(harness.send(.putBegin(upload: 2, length: 4 * 4096), a).first == .done, "6 + 4 fits")
+        #expect(harness.send(.putBegin(upload: 1, length: 10 * 4096), b).first == .done, "another client has its own cap")
+        // Finishing an upload frees its share of the cap.
+        #expect(harness.send(.putAbort(upload: 1), a).first == .done)
+        #expect(harness.send(.putBegin(upload: 3, length: 6 * 4096), a).first == .done)
+    }
+
     @Test func anUploadCommittedPastTheCapIsDroppedWhole() throws {
         let harness = ServiceHarness()
         harness.service.limits.maxDomainObjects = 1

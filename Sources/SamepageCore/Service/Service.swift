@@ -111,6 +111,9 @@ public final class Service {
             }
             let pages = Page.count(forBytes: length)
             guard pages <= UInt64(UInt32.max) else { throw RequestFailure(.badRequest, "object of \(length) bytes is too large") }
+            guard session.uploadPages + pages <= limits.maxUploadPages else {
+                throw RequestFailure(.limitExceeded, "uploads open on this connection would exceed \(limits.maxUploadPages) pages")
+            }
             session.uploads[handle] = Upload(length: length, totalPages: pages)
             return [.done]
         case .putPages(let handle, let stagingPage, let count):

@@ -30,6 +30,8 @@ public final class Session {
     }
 
     public var mappingCount: Int { mappings.count }
+    /// Pages the open uploads declared (what `maxUploadPages` bounds).
+    var uploadPages: UInt64 { uploads.values.reduce(0) { $0 + $1.totalPages } }
     public var uploadCount: Int { uploads.count }
     /// Region-page references held for merged memory.
     public var mergedReferences: Int { merged.values.reduce(0) { $0 + Int($1) } }
@@ -59,5 +61,9 @@ public struct SessionLimits: Sendable, Equatable {
     public var maxUnstableEntries = 1 << 22
     /// Objects a dedup domain may hold.
     public var maxDomainObjects = 1 << 20
+    /// Pages one connection's open uploads may add up to (declared lengths, before commit):
+    /// 16 GiB by default. Committed objects belong to the domain and count against
+    /// `maxDomainObjects` and the region instead.
+    public var maxUploadPages: UInt64 = 1 << 22
     public init() {}
 }
