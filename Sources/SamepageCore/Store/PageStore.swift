@@ -70,6 +70,10 @@ public final class PageStore {
     private var owners: [UInt32] = []
     private var tags: [UInt32] = []
     private let scratch: UnsafeMutableRawPointer
+    /// The digest index (PageStore+Digests.swift): stored pages by their unseeded digest, and a
+    /// bit per page saying it is filed there.
+    var byDigest: [UInt64: PageNumber] = [:]
+    var digestFiled: [UInt64] = []
     /// Allocated pages per segment, when the region has several (hardened); empty otherwise.
     private var allocatedInSegment: [UInt32]
     private let segmentPages: UInt32
@@ -93,7 +97,7 @@ public final class PageStore {
 
     /// Memory the store's own bookkeeping takes, for `general_profit`.
     public var metadataBytes: Int64 {
-        Int64(tree.memoryBytes + owners.capacity * 4 + tags.capacity * 4)
+        Int64(tree.memoryBytes + owners.capacity * 4 + tags.capacity * 4 + digestIndexBytes)
     }
 
     public func owners(of page: PageNumber) -> UInt32 {
@@ -283,6 +287,7 @@ public final class PageStore {
             counters.pagesUnshared -= 1
             forgetChainMembership(page)
             tree.remove(tag: tags[Int(page)], page: page)
+            unfileDigest(page)
             return true
         case 2:
             counters.pagesShared -= 1
@@ -370,6 +375,7 @@ public final class PageStore {
                          "page \(page) changed under the store")
         }
         precondition(tree.count == Int(inUse))
+        _checkDigestIndex()
         precondition(counters.pagesShared == shared && counters.pagesSharing == sharing)
         precondition(counters.pagesUnshared == inUse - shared)
     }
