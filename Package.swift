@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // Test-only: DeploymentTests parse the Kubernetes manifests.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -77,10 +79,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        // What the operators' commands show, as text: tables, rates, `top` frames. No I/O.
+        .target(
+            name: "SamepageOperator",
+            dependencies: ["SamepageCore"],
+            swiftSettings: strict),
         .executableTarget(
             name: "samepage",
             dependencies: [
-                "SamepageClient",
+                "SamepageClient", "SamepageOperator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -99,6 +106,16 @@ let package = Package(
         .testTarget(
             name: "SamepageCoreTests",
             dependencies: ["SamepageCore"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SamepageOperatorTests",
+            dependencies: ["SamepageOperator", "SamepageCore"],
+            swiftSettings: strict),
+        // The Dockerfile, the Kubernetes manifests and the systemd unit, checked without a
+        // container engine (none runs in CI): parsed and compared with the built binaries.
+        .testTarget(
+            name: "DeploymentTests",
+            dependencies: [.product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
         .testTarget(
             name: "SamepageEndToEndTests",

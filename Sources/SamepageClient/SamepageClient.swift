@@ -185,6 +185,16 @@ public final class SamepageClient: @unchecked Sendable {
         }
     }
 
+    /// The clients connected in this client's dedup domain (this one included, `isCaller`), oldest
+    /// first; a server never reports the clients of other domains.
+    public func clients() throws(SamepageError) -> ClientList {
+        try lock.withLock { () throws(SamepageError) in
+            let reply = try connection().connection.call(.clients)
+            guard case .clientList(let list) = reply else { throw ClientConnection.unexpected(reply, "clientList") }
+            return list
+        }
+    }
+
     /// Asks a server started with --self-check to verify its bookkeeping for this domain.
     public func verify() throws(SamepageError) {
         try lock.withLock { () throws(SamepageError) in

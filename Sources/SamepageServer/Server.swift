@@ -284,7 +284,8 @@ public final class Server {
         }
         do {
             let mapping = try mapStaging(staging)
-            let session = try service.openSession(peer: connection.peer)
+            let session = try service.openSession(peer: connection.peer, clientName: name,
+                                                  connectedSince: Syscall.wallClockSeconds())
             session.staging = UnsafeRawBufferPointer(mapping.bytes)
             connection.staging = consume mapping
             connection.session = session

@@ -149,4 +149,26 @@ public enum Syscall {
     public static func mkdir(_ path: String, _ mode: mode_t) throws(Errno) {
         _ = try valueOrErrno { Glibc.mkdir(path, mode) }
     }
+
+    /// Wall-clock seconds since the Unix epoch (CLOCK_REALTIME): when a client connected, as
+    /// operators read it. Never used to measure intervals (ContinuousClock does that).
+    public static func wallClockSeconds() -> Int64 {
+        var now = timespec()
+        _ = clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec)
+    }
+
+    /// Whether `fd` is a terminal (`samepage top` clears the screen only on one).
+    public static func isTerminal(_ fd: Int32) -> Bool {
+        Glibc.isatty(fd) == 1
+    }
+
+    /// Sleeps for `seconds`, resuming after signals until the time is up (`samepage top`).
+    public static func sleep(seconds: Double) {
+        guard seconds > 0 else { return }
+        let whole = seconds.rounded(.down)
+        var request = timespec(tv_sec: Int(whole), tv_nsec: Int((seconds - whole) * 1e9))
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) == -1 && errno == EINTR { request = remaining }
+    }
 }

@@ -85,7 +85,7 @@ final class FuzzHarness {
         }
         let id = ObjectID(high: 1, low: 2)
         return [
-            frames([.ping, .stats]),
+            frames([.ping, .stats, .clients]),
             frames([.putBegin(upload: 1, length: 3 * 4096 + 5), .putPages(upload: 1, stagingPage: 0, pageCount: 4), .putCommit(upload: 1)]),
             frames([.putBegin(upload: 1, length: 8192), .putPages(upload: 1, stagingPage: 2, pageCount: 2), .putAbort(upload: 1)]),
             frames([.putBegin(upload: 7, length: 4096), .putPages(upload: 7, stagingPage: 1, pageCount: 1), .putCommit(upload: 7),

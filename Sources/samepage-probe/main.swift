@@ -1,7 +1,8 @@
 // A client process for the end-to-end tests: it does one thing a real application would do and
 // reports on stdout, so tests can check outcomes across process boundaries.
 //
-//   samepage-probe hold SOCKET ID        map ID read-only, print "ready", wait for stdin to close
+//   samepage-probe hold SOCKET ID...     map each ID read-only, print "ready" with their total length
+//                                        and a checksum, wait for stdin to close
 //   samepage-probe cow SOCKET ID         map ID copy-on-write, overwrite it, check that the store
 //                                        and a second mapping still hold the original bytes
 //   samepage-probe merge SOCKET PAGES DISTINCT SEED SCANS [PARAM=VALUE...]
@@ -44,20 +45,16 @@ if arguments.count >= 2 && arguments[1] == "attack" {
 if arguments.count >= 2 && arguments[1] == "chaos" {
     runChaosProbe(Array(arguments.dropFirst(2)))
 }
-guard arguments.count == 4, let id = ObjectID(arguments[3]) else {
-    die("usage: samepage-probe hold|cow SOCKET ID | merge SOCKET PAGES DISTINCT SEED SCANS [PARAM=VALUE...]")
+let ids = arguments.dropFirst(3).compactMap(ObjectID.init)
+guard arguments.count >= 4, ids.count == arguments.count - 3, arguments[1] == "hold" || ids.count == 1 else {
+    die("usage: samepage-probe hold SOCKET ID... | cow SOCKET ID | merge SOCKET PAGES DISTINCT SEED SCANS [PARAM=VALUE...]")
 }
+let id = ids[0]
 do {
     let client = try SamepageClient(socketPath: arguments[2], name: "samepage-probe")
     switch arguments[1] {
     case "hold":
-        let mapping = try client.map(id)
-        var sum: UInt64 = 0
-        for byte in mapping.bytes { sum = sum &* 31 &+ UInt64(byte) }
-        say("ready \(mapping.length) \(sum)")
-        var byte: UInt8 = 0
-        while read(0, &byte, 1) > 0 {}
-        try mapping.unmap()
+        try hold(client, ids[...], length: 0, sum: 0)
     case "cow":
         let original = try client.get(id)
         let writable = try client.map(id, mode: .copyOnWrite)
@@ -75,6 +72,22 @@ do {
     }
 } catch {
     die("\(error)")
+}
+
+/// Maps the first id, then holds the rest while it stays mapped (mappings are non-copyable: each
+/// lives in its own frame), until the last one says ready and stdin closes.
+func hold(_ client: SamepageClient, _ ids: ArraySlice<ObjectID>, length: Int, sum: UInt64) throws {
+    guard let id = ids.first else {
+        say("ready \(length) \(sum)")
+        var byte: UInt8 = 0
+        while read(0, &byte, 1) > 0 {}
+        return
+    }
+    let mapping = try client.map(id)
+    var sum = sum
+    for byte in mapping.bytes { sum = sum &* 31 &+ UInt64(byte) }
+    try hold(client, ids.dropFirst(), length: length + mapping.length, sum: sum)
+    try mapping.unmap()
 }
 
 /// Page content number `n` of a seed.

@@ -13,10 +13,30 @@ struct SamepageCLI: ParsableCommand {
             Examples:
               id=$(samepage put model.bin)      # prints the object id
               samepage get "$id" -o copy.bin
-              samepage stats --json
+              samepage stats                    # your domain's statistics, as a table
+              samepage clients                  # who is connected in your domain
+              samepage top                      # both, refreshed every 2 s
               samepage delete "$id"
+
+            Shell completions: samepage --generate-completion-script bash|zsh|fish
+            (scripts/install-completions installs them).
             """,
-        subcommands: [Put.self, Get.self, Delete.self, Stats.self, Ping.self, Bench.self, BenchWorker.self, Verify.self])
+        subcommands: [Put.self, Get.self, Delete.self, Stats.self, Clients.self, Top.self, Ping.self,
+                      Bench.self, BenchWorker.self, Verify.self])
+
+    /// ArgumentParser exits with 64 (EX_USAGE) on bad input; every samepage failure is exit
+    /// status 1 (README), so usage errors are reported the same way, with the same message.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
+            var stderr = StandardError()
+            print(fullMessage(for: error), to: &stderr)
+            exit(withError: ExitCode(1))
+        }
+    }
 }
 
 /// The option every subcommand takes.
@@ -43,6 +63,20 @@ struct StandardError: TextOutputStream {
     }
 }
 
+/// Standard output without stdio's buffer.
+struct UnbufferedOutput: TextOutputStream {
+    mutating func write(_ string: String) {
+        var bytes = Array(string.utf8)
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.write(1, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return }
+            done += n
+        }
+    }
+}
+
 /// A failure described in words.
 struct CLIError: Error, CustomStringConvertible {
     var description: String
@@ -56,7 +90,13 @@ func parseID(_ text: String) throws -> ObjectID {
 struct Put: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Store a file as an object and print its id.",
-        discussion: "The object outlives this command; remove it with `samepage delete ID`. Use - for stdin.")
+        discussion: """
+            The object outlives this command; remove it with `samepage delete ID`. Use - for stdin.
+
+            Examples:
+              id=$(samepage put model.bin)
+              tar c data/ | samepage put -
+            """)
 
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The file to store (- for standard input).") var file: String
@@ -100,7 +140,13 @@ struct Put: ParsableCommand {
 }
 
 struct Get: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write an object's bytes to stdout or a file.")
+    static let configuration = CommandConfiguration(
+        abstract: "Write an object's bytes to stdout or a file.",
+        discussion: """
+            Examples:
+              samepage get "$id" -o copy.bin
+              samepage get "$id" | sha256sum
+            """)
 
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The object id that `samepage put` printed.") var id: String
@@ -132,7 +178,11 @@ struct Get: ParsableCommand {
 
 struct Delete: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Delete an object. Its pages go when the last mapping of it goes.")
+        abstract: "Delete an object. Its pages go when the last mapping of it goes.",
+        discussion: """
+            Examples:
+              samepage delete 0123456789abcdef0123456789abcdef
+            """)
 
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The object id.") var id: String
@@ -147,32 +197,17 @@ struct Delete: ParsableCommand {
     }
 }
 
-struct Stats: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Show the statistics of your dedup domain (KSM's names; see docs/statistics.md).")
-
-    @OptionGroup var connection: ConnectionOptions
-    @Flag(help: "Print one JSON object whose keys are the statistic names.") var json = false
-
-    func run() throws {
-        do {
-            let stats = try connection.connect().statistics()
-            if json {
-                print("{" + stats.map { "\"\($0.name)\": \($0.value)" }.joined(separator: ", ") + "}")
-            } else {
-                let width = stats.map(\.name.count).max() ?? 0
-                for stat in stats {
-                    print(stat.name.padding(to: width) + "  " + String(stat.value))
-                }
-            }
-        } catch {
-            throw fail(error)
-        }
-    }
-}
-
 struct Ping: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check that samepaged answers; prints the round trip.")
+    static let configuration = CommandConfiguration(
+        abstract: "Check that samepaged answers; prints the round trip.",
+        discussion: """
+            Exit status 0 when the server answered, 1 otherwise: the container HEALTHCHECK and the
+            Kubernetes readiness probe use it.
+
+            Examples:
+              samepage ping
+              samepage ping --socket /run/samepage/samepaged.sock
+            """)
 
     @OptionGroup var connection: ConnectionOptions
 

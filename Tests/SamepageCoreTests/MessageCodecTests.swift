@@ -40,6 +40,7 @@ private let allRequests: [Request] = [
     .scanReport(sampleScanReport),
     .configure(name: "max_page_sharing", value: 2),
     .configure(name: "", value: .max),
+    .clients,
 ]
 
 private let allReplies: [Reply] = [
@@ -70,6 +71,14 @@ private let allReplies: [Reply] = [
     .mergeResults([], hints: [MergeHint(key: 0x7F00_0000_1000, page: 4)]),
     .mergeResults([.unstable, .merge(9)],
                   hints: [MergeHint(key: 1, page: 9), MergeHint(key: .max, page: 0), MergeHint(key: 0, page: .max - 2)]),
+    .clientList(ClientList(clients: [])),
+    .clientList(ClientList(clients: [], total: 9000)),
+    .clientList(ClientList(clients: [
+        ClientInfo(pid: 4242, uid: 1000, name: "worker-α", objectsMapped: 3, uploadsOpen: 1, mergeablePages: 1 << 20,
+                   mergedPages: 77, requestsServed: 12, connectedSince: 1_764_000_000, isCaller: true),
+        ClientInfo(pid: .max, uid: .max, name: "", objectsMapped: .max, uploadsOpen: .max, mergeablePages: .max,
+                   mergedPages: .max, requestsServed: .max, connectedSince: .min),
+    ])),
 ]
 
 /// Decodes exactly one frame from `bytes`.
@@ -108,10 +117,10 @@ struct MessageCodecTests {
 
     @Test func kindsMatchTheCases() {
         let requestKinds = allRequests.map(\.kind)
-        #expect(Set(requestKinds.map(\.rawValue)) == Set(1...14))
+        #expect(Set(requestKinds.map(\.rawValue)) == Set(1...14).union([16]))
         #expect(requestKinds.allSatisfy { !$0.isReply })
         let replyKinds = allReplies.map(\.kind)
-        #expect(Set(replyKinds.map(\.rawValue)) == [0x8001, 0x8002, 0x8003, 0x8004, 0x8005, 0x8006, 0x8007, 0x8008, 0x8009, 0x80FF])
+        #expect(Set(replyKinds.map(\.rawValue)) == [0x8001, 0x8002, 0x8003, 0x8004, 0x8005, 0x8006, 0x8007, 0x8008, 0x8009, 0x800A, 0x80FF])
         #expect(replyKinds.allSatisfy { $0.isReply })
     }
 

@@ -430,7 +430,9 @@ struct ServiceTests {
         f.expectFailure(f.send(.putBegin(upload: 2, length: .max), c), .badRequest)
         f.expectFailure(f.send(.putBegin(upload: 2, length: .max - 4094), c), .badRequest)
         #expect(c.session.uploadCount == 1)
-        // Exactly 2^32 - 1 pages is allowed to begin.
+        // Exactly 2^32 - 1 pages is allowed to begin (when --max-upload-pages allows it).
+        f.expectFailure(f.send(.putBegin(upload: 2, length: UInt64(UInt32.max) * 4096), c), .limitExceeded)
+        f.service.limits.maxUploadPages = UInt64(UInt32.max) + 1
         #expect(f.send(.putBegin(upload: 2, length: UInt64(UInt32.max) * 4096), c) == [.done])
         #expect(f.send(.putAbort(upload: 2), c) == [.done])
     }

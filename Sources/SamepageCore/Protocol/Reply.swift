@@ -13,6 +13,8 @@ public enum Reply: Equatable, Sendable {
     /// Answers `mergeScan`: one outcome per candidate, and merges the server asks of pages this
     /// client submitted earlier (the other half of a pair found in the unstable tree).
     case mergeResults([MergeOutcome], hints: [MergeHint])
+    /// Answers `clients`: the clients of the caller's dedup domain.
+    case clientList(ClientList)
     case failure(ErrorCode, String)
     /// Not an answer: pushed before the reply it precedes (same request id). With `attached`, it
     /// carries the read-only fd of segment `index` in its `generation` as SCM_RIGHTS: the reply
@@ -33,6 +35,7 @@ public enum Reply: Equatable, Sendable {
         case .runs: .runs
         case .statistics: .statistics
         case .mergeResults: .mergeResults
+        case .clientList: .clientList
         case .failure: .failure
         case .segment: .segment
         }
@@ -79,6 +82,8 @@ public enum Reply: Equatable, Sendable {
                 w.write(hint.key)
                 w.write(hint.page)
             }
+        case .clientList(let list):
+            list.encode(into: &w)
         case .failure(let code, let message):
             w.write(code.rawValue)
             w.write(message)
@@ -129,6 +134,7 @@ public enum Reply: Equatable, Sendable {
             var hints: [MergeHint] = []
             for _ in 0..<hintCount { hints.append(MergeHint(key: try r.read(), page: try r.read())) }
             reply = .mergeResults(outcomes, hints: hints)
+        case .clientList: reply = .clientList(try ClientList(from: &r))
         case .failure:
             let raw: UInt16 = try r.read()
             reply = .failure(ErrorCode(rawValue: raw) ?? .internalError, try r.readString())

@@ -38,6 +38,8 @@ public enum Request: Equatable, Sendable {
     /// Checks the domain's bookkeeping: every page's owners equal the references that objects,
     /// uploads and connections hold. Only on a server started with --self-check (tests).
     case verify
+    /// Lists the clients connected in the caller's dedup domain (`samepage clients`, `top`).
+    case clients
 
     public var kind: MessageKind {
         switch self {
@@ -56,6 +58,7 @@ public enum Request: Equatable, Sendable {
         case .scanReport: .scanReport
         case .configure: .configure
         case .verify: .verify
+        case .clients: .clients
         }
     }
 
@@ -65,7 +68,7 @@ public enum Request: Equatable, Sendable {
         case .hello(let version, let name):
             w.write(version)
             w.write(name)
-        case .ping, .stats, .verify:
+        case .ping, .stats, .verify, .clients:
             break
         case .putBegin(let upload, let length):
             w.write(upload)
@@ -136,6 +139,7 @@ public enum Request: Equatable, Sendable {
         case .scanReport: request = .scanReport(try ScanReport(from: &r))
         case .configure: request = .configure(name: try r.readString(), value: try r.read())
         case .verify: request = .verify
+        case .clients: request = .clients
         default: throw .unknownKind(frame.header.kind)
         }
         try r.expectEnd()
@@ -160,6 +164,7 @@ public enum MessageKind: UInt16, Sendable {
     case scanReport = 13
     case configure = 14
     case verify = 15
+    case clients = 16
 
     case welcome = 0x8001
     case pong = 0x8002
@@ -170,6 +175,7 @@ public enum MessageKind: UInt16, Sendable {
     case statistics = 0x8007
     case mergeResults = 0x8008
     case segment = 0x8009
+    case clientList = 0x800A
     case failure = 0x80FF
 
     public var isReply: Bool { rawValue & 0x8000 != 0 }

@@ -30,7 +30,9 @@ public final class Service {
     /// The domain a peer belongs to: its named group (`--domain`), else its own uid's.
     public func domainName(for peer: PeerIdentity) -> String { policy.domain(of: peer) }
 
-    public func openSession(peer: PeerIdentity) throws -> Session {
+    /// `clientName` (from hello) and `connectedSince` (the server's wall clock, seconds since the
+    /// epoch) are only reported by `clients`.
+    public func openSession(peer: PeerIdentity, clientName: String = "", connectedSince: Int64 = 0) throws -> Session {
         let name = domainName(for: peer)
         let domain: Domain
         if let d = domains[name] {
@@ -42,7 +44,8 @@ public final class Service {
             domains[name] = domain
         }
         domain.clients += 1
-        let session = Session(id: nextSessionID, domain: domain, peer: peer)
+        let session = Session(id: nextSessionID, domain: domain, peer: peer,
+                              clientName: clientName, connectedSince: connectedSince)
         nextSessionID += 1
         domain.sessions[session.id] = session
         return session
@@ -64,6 +67,7 @@ public final class Service {
 
     /// Answers one request. `hello` is the event loop's business and is refused here.
     public func handle(_ request: Request, session: Session) -> [Reply] {
+        defer { session.requestsServed &+= 1 }
         do {
             return try dispatch(request, session: session)
         } catch {
@@ -80,6 +84,8 @@ public final class Service {
             return [.pong]
         case .stats:
             return [.statistics(statistics(of: domain))]
+        case .clients:
+            return [.clientList(clientList(for: session))]
         case .mergeScan(let round, let flags, let stagingPage, let keys):
             return try mergeScan(round: round, flags: flags, stagingPage: stagingPage, keys: keys, session: session)
         case .mergeRelease(let pages):

@@ -4,6 +4,13 @@ public final class Session {
     public let id: UInt64
     public let domain: Domain
     public let peer: PeerIdentity
+    /// The name the client sent in hello, printable (`ClientInfo.printableName`).
+    public let clientName: String
+    /// When hello was accepted, in seconds since the Unix epoch (the server's clock; the
+    /// service itself reads no clock).
+    public let connectedSince: Int64
+    /// Requests answered after hello, for `samepage clients`.
+    public internal(set) var requestsServed: UInt64 = 0
     /// The client's staging memory, mapped read-only by the server once it has been validated.
     public var staging: UnsafeRawBufferPointer?
 
@@ -23,10 +30,12 @@ public final class Session {
     var unstableEntries = 0
     var scanReport: ScanReport?
 
-    init(id: UInt64, domain: Domain, peer: PeerIdentity) {
+    init(id: UInt64, domain: Domain, peer: PeerIdentity, clientName: String, connectedSince: Int64) {
         self.id = id
         self.domain = domain
         self.peer = peer
+        self.clientName = ClientInfo.printableName(clientName)
+        self.connectedSince = connectedSince
     }
 
     public var mappingCount: Int { mappings.count }
