@@ -181,13 +181,17 @@ public struct MergeOutcome: Equatable, Sendable, CustomStringConvertible {
     public static let zero = MergeOutcome(rawValue: .max)
     /// Nothing equal yet: the candidate waits in the unstable tree.
     public static let unstable = MergeOutcome(rawValue: .max - 1)
+    /// (Answering `mergeLookup`.) Another page with this digest waits in the unstable tree: send
+    /// this page's bytes with `mergeScan`, so the pair can become a stable page.
+    public static let needContent = MergeOutcome(rawValue: .max - 2)
 
-    public var page: PageNumber? { rawValue < .max - 1 ? rawValue : nil }
+    public var page: PageNumber? { rawValue < .max - 2 ? rawValue : nil }
 
     public var description: String {
         switch self {
         case .zero: "zero"
         case .unstable: "unstable"
+        case .needContent: "needContent"
         default: "merge(\(rawValue))"
         }
     }

@@ -40,6 +40,10 @@ public enum Request: Equatable, Sendable {
     case verify
     /// Lists the clients connected in the caller's dedup domain (`samepage clients`, `top`).
     case clients
+    /// Mergeable memory, the fast way in: candidates by digest only (64-bit XXH3, seed 0, of each
+    /// page; `keys` are the pages' addresses as in `mergeScan`). Answered by `mergeResults`,
+    /// whose outcomes may say `needContent`: send that page's bytes with `mergeScan`.
+    case mergeLookup(round: UInt32, flags: MergeFlags, keys: [UInt64], digests: [UInt64])
 
     public var kind: MessageKind {
         switch self {
@@ -59,6 +63,7 @@ public enum Request: Equatable, Sendable {
         case .configure: .configure
         case .verify: .verify
         case .clients: .clients
+        case .mergeLookup: .mergeLookup
         }
     }
 
@@ -89,6 +94,15 @@ public enum Request: Equatable, Sendable {
             w.write(stagingPage)
             w.write(UInt32(keys.count))
             for key in keys { w.write(key) }
+        case .mergeLookup(let round, let flags, let keys, let digests):
+            precondition(keys.count == digests.count)
+            w.write(round)
+            w.write(flags.rawValue)
+            w.write(UInt32(keys.count))
+            for (key, digest) in zip(keys, digests) {
+                w.write(key)
+                w.write(digest)
+            }
         case .mergeRelease(let pages):
             w.write(UInt32(pages.count))
             for page in pages { w.write(page) }
@@ -140,6 +154,19 @@ public enum Request: Equatable, Sendable {
         case .configure: request = .configure(name: try r.readString(), value: try r.read())
         case .verify: request = .verify
         case .clients: request = .clients
+        case .mergeLookup:
+            let round: UInt32 = try r.read()
+            let flags = MergeFlags(rawValue: try r.read())
+            let count: UInt32 = try r.read()
+            guard Int(count) <= r.remaining / 16 else { throw .truncated }
+            var keys: [UInt64] = [], digests: [UInt64] = []
+            keys.reserveCapacity(Int(count))
+            digests.reserveCapacity(Int(count))
+            for _ in 0..<count {
+                keys.append(try r.read())
+                digests.append(try r.read())
+            }
+            request = .mergeLookup(round: round, flags: flags, keys: keys, digests: digests)
         default: throw .unknownKind(frame.header.kind)
         }
         try r.expectEnd()
@@ -165,6 +192,7 @@ public enum MessageKind: UInt16, Sendable {
     case configure = 14
     case verify = 15
     case clients = 16
+    case mergeLookup = 17
 
     case welcome = 0x8001
     case pong = 0x8002

@@ -88,6 +88,8 @@ public final class Service {
             return [.clientList(clientList(for: session))]
         case .mergeScan(let round, let flags, let stagingPage, let keys):
             return try mergeScan(round: round, flags: flags, stagingPage: stagingPage, keys: keys, session: session)
+        case .mergeLookup(let round, let flags, let keys, let digests):
+            return try mergeLookup(round: round, flags: flags, keys: keys, digests: digests, session: session)
         case .mergeRelease(let pages):
             return try mergeRelease(pages, session: session)
         case .scanReport(let report):

@@ -2,13 +2,24 @@
 // scanners submit, and the references that merged pages hold.
 //
 // A client's scanner submits pages whose checksum did not change since its previous scan (KSM's
-// volatility rule is applied on the client, which can read its memory). For each candidate:
-//   1. all zeros           -> `.zero`: the client discards the page (MADV_DONTNEED), no region page;
+// volatility rule is applied on the client, which can read its memory). It submits them by
+// digest first (`mergeLookup`, 16 bytes a page, see PageStore+Digests.swift):
+//   1. the zero page's digest (use_zero_pages) -> `.zero`: the client checks the page is zeros and
+//      discards it (MADV_DONTNEED), no region page;
+//   2. a stored page filed under the digest  -> `.merge(p)` with a reference taken for the client,
+//      which compares its page with p before it maps p (a wrong digest only fails that compare);
+//   3. an unstable entry of another page has the digest -> `.needContent`: the client sends the
+//      bytes (`mergeScan`) and the pair is made there;
+//   4. otherwise -> `.unstable`: filed in the unstable tree (by digest) until a partner comes.
+// With the bytes (`mergeScan`), copied into memory the server owns:
+//   1. all zeros           -> `.zero`;
 //   2. equal stored page   -> `.merge(p)` with a reference taken for the client (stable tree);
-//   3. hash equal to an unstable entry of another page -> the candidate is stored as a new stable
-//      page p; the submitter gets `.merge(p)`, the other page's owner a hint to merge with p, each
-//      with a reference taken for it. The other owner checks equality with memcmp before mapping.
-//   4. otherwise           -> `.unstable`: filed in the unstable tree until a partner comes.
+//   3. its digest equal to an unstable entry of another page -> the candidate is stored as a new
+//      stable page p; the submitter gets `.merge(p)`, the other page's owner a hint to merge with
+//      p, each with a reference taken for it. The other owner checks equality with memcmp before
+//      mapping.
+//   4. otherwise           -> `.unstable`.
+// Pages stored or shared here are filed by digest, so later lookups find them.
 // A reference taken for a client is dropped by `mergeRelease` (unmerge, broken COW, a merge the
 // client could not complete) or when the client goes away.
 
@@ -30,16 +41,7 @@ extension Service {
         }
         let domain = session.domain
         let store = domain.store
-        if round != session.scanRound {
-            // A new full scan: KSM rebuilds its unstable tree; drop this client's old entries.
-            domain.unstable.removeAll(of: session.id, hashes: session.unstableHashes)
-            session.unstableHashes.removeAll(keepingCapacity: true)
-            session.unstableEntries = 0
-            session.scanRound = round
-        }
-        guard session.unstableEntries + keys.count <= limits.maxUnstableEntries else {
-            throw RequestFailure(.limitExceeded, "more than \(limits.maxUnstableEntries) candidates in one scan round")
-        }
+        try beginScanRequest(round: round, candidates: keys.count, session: session)
         var outcomes: [MergeOutcome] = []
         outcomes.reserveCapacity(keys.count)
         var hints = session.pendingHints
@@ -55,25 +57,28 @@ extension Service {
             }
             let found = store.share(content, hash: hash)
             if let page = found.page {
+                store.fileDigest(page)
                 session.merged[page, default: 0] += 1
                 outcomes.append(.merge(page))
                 continue
             }
+            let digest = PageStore.digest(content)
             let me = UnstableTree.Entry(session: session.id, key: key)
-            if let partner = domain.unstable.takePartner(hash: hash, excluding: me) {
+            if let partner = domain.unstable.takePartner(hash: digest, excluding: me) {
                 let page: PageNumber
                 do {
                     page = try store.insert(content, hash: hash, copies: found.copies, placement: &placement,
                                             wantedAhead: UInt64(keys.count - index))
                 } catch {
                     // Region full: nothing merges; both stay candidates.
-                    domain.unstable.insert(hash: hash, partner)
-                    domain.unstable.insert(hash: hash, me)
-                    session.unstableHashes.insert(hash)
+                    domain.unstable.insert(hash: digest, partner)
+                    domain.unstable.insert(hash: digest, me)
+                    session.unstableHashes.insert(digest)
                     session.unstableEntries += 1
                     outcomes.append(.unstable)
                     continue
                 }
+                store.fileDigest(page)
                 session.merged[page, default: 0] += 1
                 outcomes.append(.merge(page))
                 if let owner = partner.session == session.id ? session : domain.sessions[partner.session] {
@@ -84,18 +89,72 @@ extension Service {
                 }
                 continue
             }
-            domain.unstable.insert(hash: hash, me)
-            session.unstableHashes.insert(hash)
-            session.unstableEntries += 1
+            fileUnstable(me, digest: digest, session: session)
             outcomes.append(.unstable)
         }
-        if hints.count > Self.maxHintsPerReply {
-            // Pending hints are bounded only by this client's unstable entries: a reply carrying
-            // them all could exceed the frame limit and end the connection.
-            session.pendingHints = Array(hints[Self.maxHintsPerReply...])
-            hints.removeLast(hints.count - Self.maxHintsPerReply)
+        return [.mergeResults(outcomes, hints: takeHints(hints, session: session))]
+    }
+
+    func mergeLookup(round: UInt32, flags: MergeFlags, keys: [UInt64], digests: [UInt64], session: Session) throws(RequestFailure) -> [Reply] {
+        guard keys.count <= Self.maxMergeBatch else {
+            throw RequestFailure(.limitExceeded, "more than \(Self.maxMergeBatch) candidates in one scan request")
         }
-        return [.mergeResults(outcomes, hints: hints)]
+        let domain = session.domain
+        let store = domain.store
+        try beginScanRequest(round: round, candidates: keys.count, session: session)
+        var outcomes: [MergeOutcome] = []
+        outcomes.reserveCapacity(keys.count)
+        for (key, digest) in zip(keys, digests) {
+            if digest == PageStore.zeroDigest, flags.contains(.useZeroPages) {
+                outcomes.append(.zero)
+                continue
+            }
+            if let page = store.page(forDigest: digest) {
+                store.addOwner(page)
+                session.merged[page, default: 0] += 1
+                outcomes.append(.merge(page))
+                continue
+            }
+            let me = UnstableTree.Entry(session: session.id, key: key)
+            if domain.unstable.hasPartner(hash: digest, excluding: me) {
+                outcomes.append(.needContent)
+                continue
+            }
+            fileUnstable(me, digest: digest, session: session)
+            outcomes.append(.unstable)
+        }
+        let hints = session.pendingHints
+        session.pendingHints = []
+        return [.mergeResults(outcomes, hints: takeHints(hints, session: session))]
+    }
+
+    /// The checks and bookkeeping every scan request starts with.
+    private func beginScanRequest(round: UInt32, candidates: Int, session: Session) throws(RequestFailure) {
+        if round != session.scanRound {
+            // A new full scan: KSM rebuilds its unstable tree; drop this client's old entries.
+            session.domain.unstable.removeAll(of: session.id, hashes: session.unstableHashes)
+            session.unstableHashes.removeAll(keepingCapacity: true)
+            session.unstableEntries = 0
+            session.scanRound = round
+        }
+        guard session.unstableEntries + candidates <= limits.maxUnstableEntries else {
+            throw RequestFailure(.limitExceeded, "more than \(limits.maxUnstableEntries) candidates in one scan round")
+        }
+    }
+
+    private func fileUnstable(_ entry: UnstableTree.Entry, digest: UInt64, session: Session) {
+        session.domain.unstable.insert(hash: digest, entry)
+        session.unstableHashes.insert(digest)
+        session.unstableEntries += 1
+    }
+
+    /// The hints one reply carries; the rest wait for the next scan request.
+    private func takeHints(_ hints: [MergeHint], session: Session) -> [MergeHint] {
+        guard hints.count > Self.maxHintsPerReply else { return hints }
+        // Pending hints are bounded only by this client's unstable entries: a reply carrying
+        // them all could exceed the frame limit and end the connection.
+        session.pendingHints = Array(hints[Self.maxHintsPerReply...]) + session.pendingHints
+        return Array(hints[..<Self.maxHintsPerReply])
     }
 
     func mergeRelease(_ pages: [PageNumber], session: Session) throws(RequestFailure) -> [Reply] {

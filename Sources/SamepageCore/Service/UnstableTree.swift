@@ -3,8 +3,8 @@
 /// them and the pair becomes a stored (stable) page.
 ///
 /// The kernel keys its unstable tree by the pages' contents, which it can read in place. The
-/// server cannot read another process's memory, so entries are keyed by the 64-bit XXH3 hash of
-/// the content seen when the candidate was submitted. A hash match only proposes a pair: the new
+/// server cannot read another process's memory, so entries are keyed by the page's digest (the
+/// 64-bit XXH3, seed 0, that the client computed or the server computed from the bytes sent). A hash match only proposes a pair: the new
 /// stable page is a copy of the later candidate (bytes the server holds), and the earlier
 /// candidate's owner merges with it only after its own memcmp against the region page. So, as
 /// in KSM, equality is always decided by memcmp, never by the hash.
@@ -32,6 +32,11 @@ struct UnstableTree {
         byHash[hash] = list.isEmpty ? nil : list
         count -= 1
         return partner
+    }
+
+    /// Whether an entry with this hash other than `entry` itself is waiting.
+    func hasPartner(hash: UInt64, excluding entry: Entry) -> Bool {
+        byHash[hash]?.contains { $0 != entry } ?? false
     }
 
     /// Removes every entry of `session` filed under one of `hashes`.
