@@ -23,7 +23,7 @@ extension Service {
         guard let staging = session.staging else { throw RequestFailure(.badStaging, "no staging memory") }
         let stagingPages = staging.count / Page.size
         guard keys.count <= Self.maxMergeBatch else {
-            throw RequestFailure(.limitExceeded, "more than \(Self.maxMergeBatch) candidates in one scan request")
+            throw limitReached(.scanBatch, session, "more than \(Self.maxMergeBatch) candidates in one scan request")
         }
         guard Int(stagingPage) + keys.count <= stagingPages else {
             throw RequestFailure(.badRequest, "candidates \(stagingPage)+\(keys.count) outside the staging memory (\(stagingPages) pages)")
@@ -38,7 +38,7 @@ extension Service {
             session.scanRound = round
         }
         guard session.unstableEntries + keys.count <= limits.maxUnstableEntries else {
-            throw RequestFailure(.limitExceeded, "more than \(limits.maxUnstableEntries) candidates in one scan round")
+            throw limitReached(.unstable, session, "more than \(limits.maxUnstableEntries) candidates in one scan round")
         }
         var outcomes: [MergeOutcome] = []
         outcomes.reserveCapacity(keys.count)
