@@ -20,7 +20,6 @@ enum ConfigCheck {
     /// socket directory (DefaultSocketPath.prepareDirectory), so then the nearest existing
     /// ancestor must be writable.
     static func socketProblem(_ path: String, mayCreateDirectory: Bool) -> String? {
-        guard path.hasPrefix("/") || !path.contains("/") || true else { return nil }
         guard path.utf8.count < 108 else { return "longer than the 107 bytes a Unix socket path may have" }
         let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
         var existing = directory

@@ -22,7 +22,8 @@ public struct ConfigFile: Equatable, Sendable {
     public static func parse(_ text: String, path: String) throws(ConfigurationError) -> ConfigFile {
         var entries: [Entry] = []
         var number = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // isNewline: "\r\n" is one Character in Swift, so splitting at "\n" would miss it.
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             number += 1
             let line = rawLine.trimmingBlanks()
             if line.isEmpty || line.hasPrefix("#") { continue }
@@ -31,7 +32,7 @@ public struct ConfigFile: Equatable, Sendable {
             }
             let key = line[..<equals].trimmingBlanks()
             var value = line[line.index(after: equals)...].trimmingBlanks()
-            guard !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
+            guard let first = key.first, first.isLetter, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
                 throw ConfigurationError(key: key.isEmpty ? nil : key,
                                          "\(path):\(number): '\(key)' is not a key (keys are long option names such as region-size)")
             }
