@@ -80,6 +80,18 @@ public final class MetricsEndpoint: Sendable {
         case .request(let head)?: response = respond(to: head)
         }
         _ = try? response.withUnsafeBytes { try UnixSocket.sendAll(fd, $0) }
+        lingeringClose(fd)
+    }
+
+    /// Closing a TCP socket with unread bytes in it sends a reset, which can destroy the
+    /// response before the peer reads it (a 431 to an oversized request, say). So: end our side,
+    /// then read and drop what the peer still sends, within the peer timeout and 64 KiB.
+    private func lingeringClose(_ fd: Int32) {
+        Syscall.shutdown(fd, reading: false, writing: true)
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
+        defer { scratch.deallocate() }
+        var dropped = 0
+        while dropped < 65536, let count = try? Syscall.recv(fd, scratch), count > 0 { dropped += count }
     }
 
     /// The request head, `.incomplete` when it does not fit in the bound, nil on timeout or EOF.
