@@ -44,7 +44,7 @@ public struct SamepagedSettings: Equatable, Sendable {
                 throw reader.error("domain", "is not NAME=uid,uid,...", value: text)
             }
             for uid in parsed.uids where !seen.insert(uid).inserted {
-                throw reader.error("domain", "puts uid \(uid) in two domains", value: text)
+                throw reader.error("domain", "puts uid \(uid) in two --domain groups", value: text)
             }
             domains[parsed.name, default: []] += parsed.uids
         }
@@ -81,7 +81,9 @@ public struct SamepagedSettings: Equatable, Sendable {
             let option = options[key]
             let shown = value ?? option?.values.joined(separator: ",") ?? ""
             let source = option.map { " (from \($0.source))" } ?? ""
-            return ConfigurationError(key: key, "\(key) '\(shown)'\(source) \(problem)")
+            // Named as the operator wrote it: `--domain` on the command line, `domain` elsewhere.
+            let name = option?.source == .commandLine ? "--" + key : key
+            return ConfigurationError(key: key, "\(name) '\(shown)'\(source) \(problem)")
         }
 
         func single(_ key: String) throws(ConfigurationError) -> String? {
