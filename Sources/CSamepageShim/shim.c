@@ -290,3 +290,26 @@ int sp_touch_write(unsigned char *p) {
     *v = c;
     return c;
 }
+
+// ---- service wrapper and metrics endpoint ------------------------------------------------
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+
+int sp_eventfd(unsigned initial) { return eventfd(initial, EFD_CLOEXEC); }
+
+int sp_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
+void sp_set_thread_name(const char *name) {
+    char shortened[16];
+    strncpy(shortened, name, sizeof shortened - 1);
+    shortened[sizeof shortened - 1] = 0;
+    pthread_setname_np(pthread_self(), shortened);
+}
+
+int sp_stat_mode(const char *path, unsigned *mode) {
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    *mode = st.st_mode;
+    return 0;
+}

@@ -122,6 +122,15 @@ public final class SamepageClient: @unchecked Sendable {
         }
     }
 
+    /// Sends candidates by digest; the caller holds the engine lock.
+    func mergeLookup(round: UInt32, flags: MergeFlags, keys: [UInt64], digests: [UInt64]) throws(SamepageError) -> ([MergeOutcome], [MergeHint]) {
+        try lock.withLock { () throws(SamepageError) in
+            let reply = try connection().connection.call(.mergeLookup(round: round, flags: flags, keys: keys, digests: digests))
+            guard case .mergeResults(let outcomes, let hints) = reply else { throw ClientConnection.unexpected(reply, "mergeResults") }
+            return (outcomes, hints)
+        }
+    }
+
     func releaseMerged(_ pages: [PageNumber]) throws(SamepageError) {
         guard !pages.isEmpty else { return }
         try lock.withLock { () throws(SamepageError) in

@@ -21,8 +21,11 @@ final class Connection {
     var inFlight = 0
     var receiveArmed = false
     var closing = false
-    /// Set after a protocol violation: send what is queued, then close.
+    /// Set after a protocol violation, or at end of stream while draining: send what is queued,
+    /// then close.
     var closeAfterFlush = false
+    /// Its reply backlog has been logged once (a slow reader would otherwise fill the log).
+    var backlogReported = false
 
     // Buffers the kernel uses while a receive or send is in flight.
     let receiveBuffer: UnsafeMutableRawPointer

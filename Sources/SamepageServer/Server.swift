@@ -11,6 +11,13 @@ import SystemPackage
 ///
 /// A connection's misbehaviour ends that connection only: a malformed frame gets a failure reply
 /// and a close; a failed request gets a failure reply; nothing a client sends can stop the loop.
+///
+/// Stopping is a drain: the socket file goes (new clients find no server), connections still
+/// arriving are closed, each connection is shut down for reading so that the requests already
+/// in its socket are read, answered and flushed, and then it is closed; `run()` returns when the
+/// last one is gone. A drain starts on SIGINT/SIGTERM through the signalfd (`handleSignals`, for
+/// embedders) or on `LoopControl.requestDrain()` (samepaged under ServiceGroup, which owns the
+/// signals). `LoopControl.requestStop()`, or a second signal, cuts the drain short.
 public final class Server {
     public let configuration: ServerConfiguration
     public let service: Service
@@ -24,9 +31,17 @@ public final class Server {
     private var connections: [UInt32: Connection] = [:]
     private var nextConnectionID: UInt32 = 1
     private var running = true
+    private var draining = false
+    private var socketFileRemoved = false
+    /// Other threads' handles on the loop: stop requests, the phase, statistics on demand.
+    private let control: LoopControl?
+    private let statisticsExchange: StatisticsExchange?
+    /// Where the eventfd reads of those two land (8 bytes each, heap: the kernel writes them).
+    private let wakeupBuffer: UnsafeMutableRawPointer
+    private let metrics = LoopMetrics()
 
     private enum Operation: UInt64 {
-        case accept = 1, receive, send, signal, acceptRetry
+        case accept = 1, receive, send, signal, acceptRetry, wakeup, statisticsRequest
     }
 
     /// Accepting is paused: the process is out of fds. It resumes when a connection closes (an fd
@@ -39,11 +54,16 @@ public final class Server {
         UInt64(connection) << 8 | op.rawValue
     }
 
-    /// Binds the socket and prepares the ring. `handleSignals` makes SIGINT/SIGTERM stop `run()`
-    /// cleanly (the process must not have started other threads yet).
-    public init(configuration: ServerConfiguration, logger: Logger, handleSignals: Bool = true) throws {
+    /// Binds the socket and prepares the ring. `handleSignals` makes SIGINT/SIGTERM drain and
+    /// stop `run()` through a signalfd (the process must not have started other threads yet);
+    /// pass false when something else owns the signals, as samepaged's ServiceGroup does, and
+    /// steer the loop with `control`. `statistics` answers the metrics thread's requests.
+    public init(configuration: ServerConfiguration, logger: Logger, handleSignals: Bool = true,
+                control: LoopControl? = nil, statistics: StatisticsExchange? = nil) throws {
         self.configuration = configuration
         self.logger = logger
+        self.control = control
+        self.statisticsExchange = statistics
         let regionBytes = configuration.regionBytes
         service = Service(regionBytes: regionBytes, maxPageSharing: configuration.maxPageSharing,
                           policy: configuration.policy) { [regions] name in
@@ -56,27 +76,43 @@ public final class Server {
         service.selfCheck = configuration.selfCheck
         service.limits = configuration.limits
         if configuration.hardened { try Self.checkFutureWriteSeal() }
+        wakeupBuffer = .allocate(byteCount: 16, alignment: 8)
         ring = try IoUring(entries: 1024)
         DefaultSocketPath.prepareDirectory(for: configuration.socketPath)
         listener = try UnixSocket.listen(path: configuration.socketPath, mode: mode_t(configuration.socketMode))
         signalFD = handleSignals ? sp_termination_signalfd() : -1
         signalBuffer = .allocate(byteCount: sp_signalfd_siginfo_size(), alignment: 8)
+        service.onLimitHit = { [logger, metrics] limit, session in
+            logger.notice("client hit a limit", metadata: [
+                "limit": "\(limit.rawValue)", "pid": "\(session.peer.pid)", "uid": "\(session.peer.uid)",
+                "domain": "\(session.domain.name)",
+            ])
+            metrics.limitHit(limit.rawValue)
+        }
     }
 
     deinit {
         signalBuffer.deallocate()
+        wakeupBuffer.deallocate()
         if signalFD >= 0 { Syscall.close(signalFD) }
+        removeSocketFile()
+    }
+
+    /// Once: after a drain started, the path may already belong to a new server.
+    private func removeSocketFile() {
+        guard !socketFileRemoved else { return }
+        socketFileRemoved = true
         Syscall.unlink(configuration.socketPath)
     }
 
-    /// Serves until SIGINT or SIGTERM.
+    /// Serves until a drain (SIGINT/SIGTERM, or `LoopControl`) has finished.
     public func run() throws {
         try ring.acceptMultishot(listener.rawValue, userData: Self.userData(.accept))
         acceptArmed = true
-        if signalFD >= 0 {
-            try ring.read(signalFD, UnsafeMutableRawBufferPointer(start: signalBuffer, count: sp_signalfd_siginfo_size()),
-                          userData: Self.userData(.signal))
-        }
+        if signalFD >= 0 { try armSignalRead() }
+        if control != nil { try armWakeupRead() }
+        if statisticsExchange != nil { try armStatisticsRead() }
+        control?.enter(.serving)
         logger.info("samepaged listening", metadata: [
             "socket": "\(configuration.socketPath)",
             "region": "\(ByteSize.format(configuration.regionBytes))",
@@ -84,14 +120,39 @@ public final class Server {
             "allowed_uids": "\(configuration.policy.allowedUIDs.sorted())",
             "allowed_gids": "\(configuration.policy.allowedGIDs.sorted())",
         ])
+        defer { control?.enter(.stopped) }
         while running {
             try ring.submitAndWait(1)
             while let completion = ring.popCompletion() {
                 handle(completion)
             }
+            if draining && connections.isEmpty { running = false }
         }
-        logger.info("samepaged stopping", metadata: ["clients": "\(connections.count)"])
+        if connections.isEmpty {
+            logger.info("samepaged stopped: every client drained")
+        } else {
+            logger.warning("samepaged stopped before the drain finished: cutting clients off",
+                           metadata: ["clients": "\(connections.count)"])
+        }
         for connection in connections.values { Syscall.shutdown(connection.socket.rawValue) }
+        removeSocketFile()
+    }
+
+    private func armSignalRead() throws {
+        try ring.read(signalFD, UnsafeMutableRawBufferPointer(start: signalBuffer, count: sp_signalfd_siginfo_size()),
+                      userData: Self.userData(.signal))
+    }
+
+    private func armWakeupRead() throws {
+        guard let control else { return }
+        try ring.read(control.wakeup.rawValue, UnsafeMutableRawBufferPointer(start: wakeupBuffer, count: 8),
+                      userData: Self.userData(.wakeup))
+    }
+
+    private func armStatisticsRead() throws {
+        guard let statisticsExchange else { return }
+        try ring.read(statisticsExchange.requestNotifier.rawValue, UnsafeMutableRawBufferPointer(start: wakeupBuffer + 8, count: 8),
+                      userData: Self.userData(.statisticsRequest))
     }
 
     private func handle(_ completion: IoUring.Completion) {
@@ -100,8 +161,29 @@ public final class Server {
         switch op {
         case .accept: accepted(completion)
         case .signal:
-            logger.notice("signal received: stopping", metadata: ["signal": "\(sp_signalfd_signo(signalBuffer))"])
-            running = false
+            let signal = sp_signalfd_signo(signalBuffer)
+            if draining {
+                logger.notice("second signal received: stopping now", metadata: ["signal": "\(signal)"])
+                running = false
+            } else {
+                logger.notice("signal received: draining", metadata: ["signal": "\(signal)"])
+                beginDrain()
+                rearm(armSignalRead)
+            }
+        case .wakeup:
+            switch control?.request {
+            case .stopNow?:
+                logger.notice("stop requested: stopping now", metadata: ["clients": "\(connections.count)"])
+                running = false
+            case .drain?:
+                beginDrain()
+                rearm(armWakeupRead)
+            case .none?, nil:
+                rearm(armWakeupRead)
+            }
+        case .statisticsRequest:
+            statisticsExchange?.answer(snapshot)
+            rearm(armStatisticsRead)
         case .acceptRetry:
             resumeAccepting()
         case .receive:
@@ -120,6 +202,39 @@ public final class Server {
         }
     }
 
+    /// A read of a wake-up fd that cannot be queued again leaves that path deaf: say so loudly.
+    private func rearm(_ arm: () throws -> Void) {
+        do { try arm() } catch { logger.error("cannot queue a wake-up read", metadata: ["error": "\(error)"]) }
+    }
+
+    // MARK: Draining and statistics
+
+    /// Stops taking new clients and lets the connected ones finish (see the type's comment).
+    private func beginDrain() {
+        guard !draining else { return }
+        draining = true
+        control?.enter(.draining)
+        removeSocketFile()
+        logger.notice("draining: no new clients; answering what connected clients already sent",
+                      metadata: ["clients": "\(connections.count)"])
+        // SHUT_RD on an AF_UNIX stream: reads return what is already queued, then end of
+        // stream; the client's further sends fail with EPIPE. The armed receive wakes up.
+        for connection in connections.values where !connection.closing {
+            Syscall.shutdown(connection.socket.rawValue, reading: true, writing: false)
+        }
+    }
+
+    /// What the metrics endpoint exports, taken on the loop thread (StatisticsExchange).
+    private func snapshot() -> ServerSnapshot {
+        let domains = service.allDomains.sorted { $0.name < $1.name }.map { domain in
+            ServerSnapshot.DomainFigures(name: domain.name, statistics: service.statistics(of: domain),
+                                         regionCapacityBytes: service.regionBytes)
+        }
+        return ServerSnapshot(domains: domains, connections: connections.count,
+                              budgetUsedBytes: UInt64(service.budget.used) * UInt64(Page.size),
+                              budgetLimitBytes: UInt64(service.budget.limit) * UInt64(Page.size))
+    }
+
     // MARK: Accepting
 
     private func accepted(_ completion: IoUring.Completion) {
@@ -130,6 +245,7 @@ public final class Server {
             if !acceptPaused {
                 logger.warning("out of file descriptors: accepting paused until one is free",
                                metadata: ["connections": "\(connections.count)"])
+                metrics.limitHit("file_descriptors")
                 acceptPaused = true
                 try? ring.timeout(milliseconds: 200, userData: Self.userData(.acceptRetry))
             }
@@ -144,13 +260,21 @@ public final class Server {
             return
         }
         let socket = OwnedDescriptor(taking: completion.result)
+        if draining {
+            // Connected before the socket file went: closed at once, it sees end of stream.
+            metrics.refused(.draining)
+            logger.info("client refused: draining", metadata: ["connections": "\(connections.count)"])
+            return
+        }
+        metrics.connectionAccepted()
         guard let credentials = try? Syscall.peerCredentials(socket.rawValue) else { return }
         let peer = PeerIdentity(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid)
         let id = nextConnectionID
         nextConnectionID = nextConnectionID == UInt32.max >> 8 ? 1 : nextConnectionID + 1
         let connection = Connection(id: id, socket: socket, peer: peer)
         connections[id] = connection
-        logger.debug("client connected", metadata: ["connection": "\(id)", "pid": "\(peer.pid)", "uid": "\(peer.uid)"])
+        logger.debug("client connected", metadata: ["connection": "\(id)", "pid": "\(peer.pid)", "uid": "\(peer.uid)",
+                                                    "gid": "\(peer.gid)", "clients": "\(connections.count)"])
         armReceive(connection)
     }
 
@@ -181,6 +305,11 @@ public final class Server {
 
     private func received(_ result: Int32, on connection: Connection) {
         if connection.closing { return finishClosing(connection) }
+        if result == 0 && draining {
+            // Everything the client sent before the drain has been read: send the rest, close.
+            connection.closeAfterFlush = true
+            return flush(connection)
+        }
         guard result > 0 else {
             close(connection, reason: result == 0 ? "disconnected" : "receive failed: \(Errno(rawValue: -result))")
             return
@@ -196,7 +325,20 @@ public final class Server {
             violation(error.description, requestID: 0, on: connection)
         }
         flush(connection)
-        if connection.queuedBytes <= configuration.maxQueuedReplyBytes { armReceive(connection) }
+        resumeOrHoldReceiving(connection)
+    }
+
+    /// Reads on unless the client lets replies pile up (it is read again once it catches up).
+    private func resumeOrHoldReceiving(_ connection: Connection) {
+        if connection.queuedBytes <= configuration.maxQueuedReplyBytes {
+            armReceive(connection)
+        } else if !connection.receiveArmed && !connection.backlogReported {
+            connection.backlogReported = true
+            metrics.limitHit("reply_backlog")
+            logger.notice("client not reading its replies: its requests wait", metadata: [
+                "connection": "\(connection.id)", "pid": "\(connection.peer.pid)", "queued_bytes": "\(connection.queuedBytes)",
+            ])
+        }
     }
 
     private func process(_ frame: Frame, on connection: Connection) {
@@ -216,10 +358,12 @@ public final class Server {
         if case .hello = request {
             return violation("hello sent twice", requestID: requestID, on: connection)
         }
+        let started = ContinuousClock.now
         for reply in service.handle(request, session: session) {
             sendSegments(for: reply, requestID: requestID, on: connection)
             connection.enqueue(reply, requestID: requestID)
         }
+        metrics.requestHandled(request.kind, duration: ContinuousClock.now - started)
     }
 
     /// Before a reply that names region pages: tells the client which of its segment fds are out
@@ -271,15 +415,18 @@ public final class Server {
 
     private func hello(version: UInt32, name: String, requestID: UInt64, on connection: Connection) {
         guard service.policy.permits(connection.peer) else {
+            metrics.refused(.notPermitted)
             return violation("uid \(connection.peer.uid) (gid \(connection.peer.gid)) may not connect to this samepaged; "
                              + "start it with --allow-uid \(connection.peer.uid) or --allow-gid \(connection.peer.gid)",
                              requestID: requestID, on: connection, code: .notPermitted)
         }
         guard version == Request.version else {
+            metrics.refused(.unsupportedVersion)
             return violation("protocol version \(version) is not supported (server speaks \(Request.version))",
                              requestID: requestID, on: connection, code: .unsupportedVersion)
         }
         guard let staging = connection.receivedDescriptor.take() else {
+            metrics.refused(.badStaging)
             return violation("hello must carry the staging memfd", requestID: requestID, on: connection, code: .badStaging)
         }
         do {
@@ -301,8 +448,9 @@ public final class Server {
             connection.enqueue(.welcome(version: Request.version, regionBytes: region.regionBytes,
                                         pageSize: UInt32(Page.size), segmentBytes: region.segmentBytes), requestID: requestID)
             logger.debug("client ready", metadata: ["connection": "\(connection.id)", "name": "\(name)",
-                                                    "domain": "\(session.domain.name)"])
+                                                    "pid": "\(connection.peer.pid)", "domain": "\(session.domain.name)"])
         } catch let failure as StagingRefused {
+            metrics.refused(.badStaging)
             violation(failure.message, requestID: requestID, on: connection, code: .badStaging)
         } catch {
             violation("cannot serve this client: \(error)", requestID: requestID, on: connection, code: .internalError)
@@ -328,6 +476,7 @@ public final class Server {
 
     /// A protocol violation: tell the client why, then close its connection after the reply.
     private func violation(_ message: String, requestID: UInt64, on connection: Connection, code: ErrorCode = .badRequest) {
+        if code == .badRequest { metrics.refused(.protocolViolation) }
         logger.notice("closing client after protocol violation",
                       metadata: ["connection": "\(connection.id)", "pid": "\(connection.peer.pid)", "reason": "\(message)"])
         connection.enqueue(.failure(code, message), requestID: requestID)
@@ -358,7 +507,7 @@ public final class Server {
         }
         connection.sendingOffset += Int(result)
         flush(connection)
-        if connection.queuedBytes <= configuration.maxQueuedReplyBytes { armReceive(connection) }
+        resumeOrHoldReceiving(connection)
     }
 
     // MARK: Closing
@@ -368,7 +517,8 @@ public final class Server {
     private func close(_ connection: Connection, reason: String) {
         guard !connection.closing else { return }
         connection.closing = true
-        logger.debug("client gone", metadata: ["connection": "\(connection.id)", "reason": "\(reason)"])
+        logger.debug("client gone", metadata: ["connection": "\(connection.id)", "pid": "\(connection.peer.pid)",
+                                               "reason": "\(reason)", "clients": "\(connections.count - 1)"])
         Syscall.shutdown(connection.socket.rawValue)
         finishClosing(connection)
     }

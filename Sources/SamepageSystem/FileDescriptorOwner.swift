@@ -3,7 +3,7 @@ import SystemPackage
 
 /// Owns one file descriptor and closes it when it goes away. Not copyable: exactly one owner
 /// closes each fd, once.
-public struct OwnedDescriptor: ~Copyable {
+public struct OwnedDescriptor: ~Copyable, Sendable {
     public let rawValue: Int32
 
     public init(taking rawValue: Int32) {

@@ -128,8 +128,9 @@ public enum Syscall {
         try valueOrErrno { Glibc.recvmsg(fd, message, Int32(MSG_CMSG_CLOEXEC)) }
     }
 
-    public static func shutdown(_ fd: Int32) {
-        _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+    public static func shutdown(_ fd: Int32, reading: Bool = true, writing: Bool = true) {
+        let how = reading && writing ? SHUT_RDWR : reading ? SHUT_RD : SHUT_WR
+        _ = Glibc.shutdown(fd, Int32(how))
     }
 
     public static func peerCredentials(_ fd: Int32) throws(Errno) -> (pid: Int32, uid: UInt32, gid: UInt32) {
@@ -170,5 +171,66 @@ public enum Syscall {
         var request = timespec(tv_sec: Int(whole), tv_nsec: Int((seconds - whole) * 1e9))
         var remaining = timespec()
         while nanosleep(&request, &remaining) == -1 && errno == EINTR { request = remaining }
+    }
+
+    // Used by the shutdown and statistics wake-ups and the metrics endpoint.
+
+    public static func eventfd(initial: UInt32 = 0) throws(Errno) -> Int32 {
+        try valueOrErrno { sp_eventfd(initial) }
+    }
+
+    public static func read(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        try valueOrErrno { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    public static func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        try valueOrErrno { Glibc.write(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// poll(2): the number of ready descriptors, 0 on timeout. An interrupted poll is retried
+    /// with the whole timeout again (callers use timeouts as upper bounds only).
+    public static func poll(_ fds: inout [pollfd], timeoutMilliseconds: Int32) throws(Errno) -> Int {
+        let count = nfds_t(fds.count)
+        return Int(try fds.withUnsafeMutableBufferPointer { buffer throws(Errno) in
+            try valueOrErrno { Glibc.poll(buffer.baseAddress, count, timeoutMilliseconds) }
+        })
+    }
+
+    public static func accept(_ fd: Int32) throws(Errno) -> Int32 {
+        try valueOrErrno { sp_accept_cloexec(fd) }
+    }
+
+    public static func setSocketOption<T: BitwiseCopyable>(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: T) throws(Errno) {
+        var value = value
+        _ = try valueOrErrno { Glibc.setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<T>.size)) }
+    }
+
+    /// The port a bound AF_INET socket has (the kernel's choice when it was bound to port 0).
+    public static func boundPort(_ fd: Int32) throws(Errno) -> UInt16 {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = try withUnsafeMutablePointer(to: &address) { p throws(Errno) in
+            try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(Errno) in
+                try valueOrErrno { Glibc.getsockname(fd, sa, &length) }
+            }
+        }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    /// access(2) with the real uid: whether this process may do `mode` (R_OK, W_OK, X_OK) to path.
+    public static func access(_ path: String, _ mode: Int32) throws(Errno) {
+        _ = try valueOrErrno { Glibc.access(path, mode) }
+    }
+
+    /// The file type bits of `path` (S_IFDIR, S_IFSOCK, ...), following symbolic links.
+    public static func fileType(_ path: String) throws(Errno) -> mode_t {
+        var mode: UInt32 = 0
+        _ = try valueOrErrno { sp_stat_mode(path, &mode) }
+        return mode_t(mode) & S_IFMT
+    }
+
+    /// Sets `signal` to be ignored (SIGPIPE: a peer that went away is an error return, not death).
+    public static func ignoreSignal(_ signal: Int32) {
+        _ = Glibc.signal(signal, SIG_IGN)
     }
 }

@@ -34,6 +34,8 @@ private let allRequests: [Request] = [
     .mergeScan(round: 1, flags: [], stagingPage: 0, keys: []),
     .mergeScan(round: 7, flags: .useZeroPages, stagingPage: 3, keys: [0x7F00_0000_1000, 0x7F00_0000_2000, 0]),
     .mergeScan(round: .max, flags: MergeFlags(rawValue: .max), stagingPage: .max, keys: [.max]),
+    .mergeLookup(round: 1, flags: [], keys: [], digests: []),
+    .mergeLookup(round: 9, flags: .useZeroPages, keys: [0x7F00_0000_1000, 0], digests: [.max, 0x1234_5678_9ABC_DEF0]),
     .mergeRelease(pages: []),
     .mergeRelease(pages: [0, 5, 5, .max - 2]),
     .scanReport(ScanReport()),
@@ -117,7 +119,7 @@ struct MessageCodecTests {
 
     @Test func kindsMatchTheCases() {
         let requestKinds = allRequests.map(\.kind)
-        #expect(Set(requestKinds.map(\.rawValue)) == Set(1...14).union([16]))
+        #expect(Set(requestKinds.map(\.rawValue)) == Set(1...14).union([16, 17]))
         #expect(requestKinds.allSatisfy { !$0.isReply })
         let replyKinds = allReplies.map(\.kind)
         #expect(Set(replyKinds.map(\.rawValue)) == [0x8001, 0x8002, 0x8003, 0x8004, 0x8005, 0x8006, 0x8007, 0x8008, 0x8009, 0x800A, 0x80FF])
@@ -280,10 +282,12 @@ struct MessageCodecTests {
 
     @Test func mergeOutcomes() {
         #expect(MergeOutcome.merge(0).page == 0)
-        #expect(MergeOutcome.merge(PageNumber.max - 2).page == PageNumber.max - 2)
+        #expect(MergeOutcome.merge(PageNumber.max - 3).page == PageNumber.max - 3)
         #expect(MergeOutcome.zero.page == nil)
         #expect(MergeOutcome.unstable.page == nil)
-        #expect(MergeOutcome.zero != .unstable)
+        #expect(MergeOutcome.needContent.page == nil)
+        #expect(Set([MergeOutcome.zero, .unstable, .needContent].map(\.rawValue)).count == 3)
+        #expect(MergeOutcome.needContent.description == "needContent")
         #expect(MergeOutcome.merge(17).description == "merge(17)")
         #expect(MergeOutcome.zero.description == "zero")
         #expect(MergeOutcome.unstable.description == "unstable")

@@ -127,3 +127,16 @@ int sp_touch_write(unsigned char *p);
 /// of its own, so only one such timer may be pending at a time.
 int sp_ring_timeout(sp_ring *ring, unsigned milliseconds, uint64_t user_data);
 #endif
+
+#ifndef CSAMEPAGE_SHIM_SERVICE
+#define CSAMEPAGE_SHIM_SERVICE
+// For the service wrapper and the metrics endpoint: GNU extensions Swift's Glibc module hides.
+/// eventfd(initial, EFD_CLOEXEC): blocking reads.
+int sp_eventfd(unsigned initial);
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
+int sp_accept_cloexec(int fd);
+/// Names the calling thread (at most 15 bytes are kept).
+void sp_set_thread_name(const char *name);
+/// stat(2)'s st_mode of path (following links), into *mode; 0 or -1 with errno.
+int sp_stat_mode(const char *path, unsigned *mode);
+#endif

@@ -268,6 +268,7 @@ final class MergeEngine: @unchecked Sendable {
             runStart = runEnd
         }
         var candidates: [Int] = []
+        var digests: [UInt64] = []
         var releases: [PageNumber] = []
         for offset in 0..<count {
             let index = from + offset
@@ -297,14 +298,17 @@ final class MergeEngine: @unchecked Sendable {
                     pagesSkipped += 1
                     continue
                 }
-                let checksum = UInt32(truncatingIfNeeded: checksummer.hash(page))
+                // One hash serves twice: its low half is KSM's checksum (unchanged since the last
+                // scan, or the page is volatile), the whole is the digest the server looks up.
+                let digest = checksummer.hash(page)
+                let checksum = UInt32(truncatingIfNeeded: digest)
                 if checksum != range.checksum[index] || checksum == 0 {
                     range.checksum[index] = checksum == 0 ? 1 : checksum
                     volatileThisScan += 1
                     continue
                 }
-                if candidates.count != offset { memcpy(staging + candidates.count * 4096, page, 4096) }
                 candidates.append(index)
+                digests.append(digest)
             }
         }
         var merges: [(range: MergeRange, index: Int, page: PageNumber)] = []
@@ -313,8 +317,23 @@ final class MergeEngine: @unchecked Sendable {
             let keys = candidates.map { UInt64(range.address($0)) }
             var flags: MergeFlags = []
             if parameters.useZeroPages { flags.insert(.useZeroPages) }
-            let (outcomes, hints) = try client.mergeScan(round: UInt32(truncatingIfNeeded: fullScans + 1), flags: flags, keys: keys)
+            let round = UInt32(truncatingIfNeeded: fullScans + 1)
+            // By digest first: pages already stored cost the server no byte of reading.
+            var (outcomes, hints) = try client.mergeLookup(round: round, flags: flags, keys: keys, digests: digests)
             guard outcomes.count == candidates.count else { throw .protocolViolation("scan reply of the wrong length") }
+            // Pages whose digest pairs with an unstable entry: the server needs their bytes to
+            // store the pair's page. Moved down to the front of staging (the slice was read in
+            // place there; a page only ever moves to a lower slot) and sent.
+            let wanted = outcomes.indices.filter { outcomes[$0] == .needContent }
+            if !wanted.isEmpty {
+                for (slot, i) in wanted.enumerated() where candidates[i] - from != slot {
+                    memcpy(staging + slot * 4096, slice + (candidates[i] - from) * 4096, 4096)
+                }
+                let (sent, moreHints) = try client.mergeScan(round: round, flags: flags, keys: wanted.map { keys[$0] })
+                guard sent.count == wanted.count else { throw .protocolViolation("scan reply of the wrong length") }
+                for (slot, i) in wanted.enumerated() { outcomes[i] = sent[slot] == .needContent ? .unstable : sent[slot] }
+                hints += moreHints
+            }
             for (index, outcome) in zip(candidates, outcomes) {
                 if let page = outcome.page {
                     merges.append((range, index, page))

@@ -4,6 +4,8 @@ public final class Service {
     public let regionBytes: UInt64
     public let budget: PageBudget
     public var limits = SessionLimits()
+    /// Called when a request runs into a cap (the request is refused as well).
+    public var onLimitHit: ((LimitKind, Session) -> Void)?
     /// Answers `verify` (tests and diagnosis; it walks every page of the domain).
     public var selfCheck = false
     public var maxPageSharing: UInt32
@@ -112,15 +114,15 @@ public final class Service {
         case .putBegin(let handle, let length):
             guard session.uploads[handle] == nil else { throw RequestFailure(.badRequest, "upload \(handle) already open") }
             guard session.uploads.count < limits.maxUploads else {
-                throw RequestFailure(.limitExceeded, "more than \(limits.maxUploads) uploads open")
+                throw limitReached(.uploads, session, "more than \(limits.maxUploads) uploads open")
             }
             guard domain.objectCount < limits.maxDomainObjects else {
-                throw RequestFailure(.limitExceeded, "the domain holds \(limits.maxDomainObjects) objects, its limit")
+                throw limitReached(.objects, session, "the domain holds \(limits.maxDomainObjects) objects, its limit")
             }
             let pages = Page.count(forBytes: length)
             guard pages <= UInt64(UInt32.max) else { throw RequestFailure(.badRequest, "object of \(length) bytes is too large") }
             guard session.uploadPages + pages <= limits.maxUploadPages else {
-                throw RequestFailure(.limitExceeded, "uploads open on this connection would exceed \(limits.maxUploadPages) pages")
+                throw limitReached(.uploadPages, session, "uploads open on this connection would exceed \(limits.maxUploadPages) pages")
             }
             session.uploads[handle] = Upload(length: length, totalPages: pages)
             return [.done]
@@ -137,7 +139,7 @@ public final class Service {
             guard domain.objectCount < limits.maxDomainObjects else {
                 // Others filled the domain while this upload ran: it is dropped, not half-kept.
                 domain.store.release(upload.runs.runs)
-                throw RequestFailure(.limitExceeded, "the domain holds \(limits.maxDomainObjects) objects, its limit")
+                throw limitReached(.objects, session, "the domain holds \(limits.maxDomainObjects) objects, its limit")
             }
             var id = ObjectID.random()
             while domain.keyByID[id] != nil { id = ObjectID.random() }
@@ -153,7 +155,7 @@ public final class Service {
         case .map(let id):
             guard let key = domain.keyByID[id] else { throw RequestFailure(.unknownObject, "no object \(id)") }
             guard session.mappings.count < limits.maxMappings else {
-                throw RequestFailure(.limitExceeded, "more than \(limits.maxMappings) mappings")
+                throw limitReached(.mappings, session, "more than \(limits.maxMappings) mappings")
             }
             // The counter wraps after 2^32 maps; skip handles still in use (at most maxMappings),
             // or the new mapping would replace an old one and that one's pin would never go.
@@ -213,7 +215,7 @@ public final class Service {
             store.release(upload.runs.runs)
             upload.runs = RunBuilder()
             session.uploads[handle] = nil
-            throw RequestFailure(.regionFull, "region full: \(budget.used) of \(budget.limit) pages in use")
+            throw limitReached(.region, session, "region full: \(budget.used) of \(budget.limit) pages in use", code: .regionFull)
         }
         // Not a `defer`: on failure the upload is dropped, and a deferred write would put it back.
         session.uploads[handle] = upload

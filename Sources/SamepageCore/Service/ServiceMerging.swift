@@ -34,7 +34,7 @@ extension Service {
         guard let staging = session.staging else { throw RequestFailure(.badStaging, "no staging memory") }
         let stagingPages = staging.count / Page.size
         guard keys.count <= Self.maxMergeBatch else {
-            throw RequestFailure(.limitExceeded, "more than \(Self.maxMergeBatch) candidates in one scan request")
+            throw limitReached(.scanBatch, session, "more than \(Self.maxMergeBatch) candidates in one scan request")
         }
         guard Int(stagingPage) + keys.count <= stagingPages else {
             throw RequestFailure(.badRequest, "candidates \(stagingPage)+\(keys.count) outside the staging memory (\(stagingPages) pages)")
@@ -97,7 +97,7 @@ extension Service {
 
     func mergeLookup(round: UInt32, flags: MergeFlags, keys: [UInt64], digests: [UInt64], session: Session) throws(RequestFailure) -> [Reply] {
         guard keys.count <= Self.maxMergeBatch else {
-            throw RequestFailure(.limitExceeded, "more than \(Self.maxMergeBatch) candidates in one scan request")
+            throw limitReached(.scanBatch, session, "more than \(Self.maxMergeBatch) candidates in one scan request")
         }
         let domain = session.domain
         let store = domain.store
@@ -138,7 +138,7 @@ extension Service {
             session.scanRound = round
         }
         guard session.unstableEntries + candidates <= limits.maxUnstableEntries else {
-            throw RequestFailure(.limitExceeded, "more than \(limits.maxUnstableEntries) candidates in one scan round")
+            throw limitReached(.unstable, session, "more than \(limits.maxUnstableEntries) candidates in one scan round")
         }
     }
 

@@ -12,12 +12,12 @@ enum BuiltSamepaged {
         return dir + "/" + name
     }
 
-    /// Long options of `samepaged --help`, plus those the service work brings.
+    /// Long options of `samepaged --help`.
     static func documentedOptions() throws -> Set<String> {
         let help = try RepositoryFiles.output(try path(), ["--help"])
         let options = SamepagedOptions.longOptions(inHelp: help.stdout)
         guard options.contains("socket") else { throw Missing(description: "samepaged --help lists no --socket: \(help.stdout)") }
-        return options.union(SamepagedOptions.arrivingWithTheServiceWork)
+        return options
     }
 
     /// The Debian packages providing the shared libraries `binary` loads, by ldd and dpkg.

@@ -1,10 +1,5 @@
 /// What samepaged documents about its own configuration, read from its `--help` text.
 enum SamepagedOptions {
-    /// Options that issue 6's service work adds to samepaged (environment variables, metrics
-    /// endpoint) and that the manifests already use; they are accepted here until `samepaged
-    /// --help` lists them itself, after which this list changes nothing.
-    static let arrivingWithTheServiceWork: Set<String> = ["metrics-listen"]
-
     /// The long options (`--region-size` -> "region-size") in ArgumentParser's help output:
     /// the OPTIONS section lines that start with `--` or `-x, --`.
     static func longOptions(inHelp help: String) -> Set<String> {

@@ -12,18 +12,25 @@ final class ServerProcess: @unchecked Sendable {
 
     /// Starts a server; with `replacing`, on the socket of an earlier one (a restart).
     /// `openFiles` limits the server's file descriptors (RLIMIT_NOFILE, through prlimit).
+    /// `environment` is added to the test's own (whose SAMEPAGE_* variables are left out).
+    /// Without `standardArguments`, only `extraArguments` are passed, and the environment or a
+    /// config file must name `directory/samepaged.sock` as the socket (`directory`: see
+    /// `makeDirectory`).
     init(regionSize: String = "1G", extraArguments: [String] = [], replacing earlier: ServerProcess? = nil,
-         openFiles: Int? = nil) throws {
+         openFiles: Int? = nil, directory given: String? = nil, environment: [String: String] = [:],
+         standardArguments: Bool = true) throws {
         if let earlier {
             directory = earlier.directory
             socket = earlier.socket
         } else {
-            directory = FileManager.default.temporaryDirectory
-                .appendingPathComponent("samepage-test-\(UUID().uuidString.prefix(8))").path
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            directory = try given ?? Self.makeDirectory()
             socket = directory + "/samepaged.sock"
         }
-        let arguments = ["--socket", socket, "--region-size", regionSize, "--log-level", "warning"] + extraArguments
+        var inherited = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SAMEPAGE_") }
+        inherited.merge(environment) { $1 }
+        process.environment = inherited
+        let arguments = (standardArguments ? ["--socket", socket, "--region-size", regionSize, "--log-level", "warning"] : [])
+            + extraArguments
         if let openFiles {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
             process.arguments = ["--nofile=\(openFiles):\(openFiles)", "--", Binaries.samepaged] + arguments
@@ -44,6 +51,24 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     var pid: Int32 { process.processIdentifier }
+
+    /// A new directory for one server's socket and files.
+    static func makeDirectory() throws -> String {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("samepage-test-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
+    /// Sends SIGTERM and waits (at most `seconds`) for the exit: its status, or nil if the
+    /// server was killed by a signal or did not exit in time.
+    func terminateAndWait(seconds: Double = 10) -> Int32? {
+        Glibc.kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        guard !process.isRunning else { return nil }
+        return process.terminationReason == .exit ? process.terminationStatus : nil
+    }
 
     func client(stagingBytes: Int = 8 << 20) throws -> SamepageClient {
         try SamepageClient(socketPath: socket, stagingBytes: stagingBytes)
