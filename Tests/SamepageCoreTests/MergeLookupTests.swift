@@ -1,0 +1,146 @@
+import Testing
+@testable import SamepageCore
+
+// mergeLookup (ServiceMerging.swift): candidates by digest. The server answers from its digest
+// index and unstable tree without reading a byte of the candidate, asks for the bytes only to
+// make a new pair, and never files a page under a digest it did not compute itself.
+
+private func digest(of id: UInt64) -> UInt64 {
+    let buffer = PageBuffer(pages: 1)
+    buffer.fill(0, id: id)
+    return PageStore.digest(buffer.page(0))
+}
+
+private func addresses(_ base: UInt64, _ count: Int) -> [UInt64] {
+    (0..<count).map { base + UInt64($0) * 4096 }
+}
+
+private final class LookupFixture: ServiceHarness {
+    func lookup(_ client: SessionClient, round: UInt32 = 1, flags: MergeFlags = [], _ contents: [UInt64],
+                keys: [UInt64], sourceLocation: SourceLocation = #_sourceLocation) -> (outcomes: [MergeOutcome], hints: [MergeHint]) {
+        let replies = send(.mergeLookup(round: round, flags: flags, keys: keys, digests: contents.map(digest(of:))), client)
+        guard replies.count == 1, case .mergeResults(let outcomes, let hints) = replies[0] else {
+            Issue.record("mergeLookup answered \(replies)", sourceLocation: sourceLocation)
+            return ([], [])
+        }
+        #expect(outcomes.count == keys.count, sourceLocation: sourceLocation)
+        return (outcomes, hints)
+    }
+
+    func scan(_ client: SessionClient, round: UInt32 = 1, _ contents: [UInt64], keys: [UInt64]) -> (outcomes: [MergeOutcome], hints: [MergeHint]) {
+        for (i, id) in contents.enumerated() { client.staging.fill(i, id: id) }
+        guard case .mergeResults(let outcomes, let hints)? = send(.mergeScan(round: round, flags: [], stagingPage: 0, keys: keys), client).first else {
+            Issue.record("mergeScan failed")
+            return ([], [])
+        }
+        return (outcomes, hints)
+    }
+
+    func stat(_ client: SessionClient, _ name: String) -> Int64? {
+        service.statistics(of: client.session.domain).first { $0.name == name }?.value
+    }
+}
+
+@Suite("Merge lookups by digest")
+struct MergeLookupTests {
+    @Test func aPairIsMadeFromTheSecondPagesBytesAndFoundByDigestAfter() throws {
+        let f = LookupFixture()
+        let a = try f.client(pid: 1), b = try f.client(pid: 2), c = try f.client(pid: 3)
+        // A alone: filed in the unstable tree.
+        #expect(f.lookup(a, [10, 11], keys: addresses(0xA000, 2)).outcomes == [.unstable, .unstable])
+        // B has the same digests: the server wants B's bytes to make the pairs.
+        #expect(f.lookup(b, [10, 11], keys: addresses(0xB000, 2)).outcomes == [.needContent, .needContent])
+        let made = f.scan(b, [10, 11], keys: addresses(0xB000, 2))
+        let pages = made.outcomes.compactMap(\.page)
+        #expect(pages.count == 2)
+        // A hears of the pairs with its next request.
+        let hinted = f.lookup(a, [], keys: [])
+        #expect(Set(hinted.hints.map(\.page)) == Set(pages))
+        #expect(Set(hinted.hints.map(\.key)) == Set(addresses(0xA000, 2)))
+        // C finds the stored pages by digest alone.
+        let found = f.lookup(c, [11, 10], keys: addresses(0xC000, 2))
+        #expect(found.outcomes == [.merge(pages[1]), .merge(pages[0])])
+        let store = c.session.domain.store
+        #expect(store.owners(of: pages[0]) == 3 && store.owners(of: pages[1]) == 3)
+        #expect(f.stat(c, "pages_sharing") == 4)
+        store._checkInvariants()
+    }
+
+    @Test func aFalseDigestFilesNothingUnderIt() throws {
+        let f = LookupFixture()
+        let a = try f.client(pid: 1), b = try f.client(pid: 2)
+        #expect(f.lookup(a, [10], keys: [0xA000]).outcomes == [.unstable])
+        // B claims content 10's digest, then sends other bytes (20): the server computes the
+        // digest of what it got, finds no partner for it, and stores nothing.
+        #expect(f.lookup(b, [10], keys: [0xB000]).outcomes == [.needContent])
+        #expect(f.scan(b, [20], keys: [0xB000]).outcomes == [.unstable])
+        let store = a.session.domain.store
+        #expect(store.pagesInUse == 0)
+        #expect(store.page(forDigest: digest(of: 10)) == nil && store.page(forDigest: digest(of: 20)) == nil)
+        store._checkInvariants()
+    }
+
+    @Test func aStoredPageIsOnlyProposed_theClientsCompareDecides() throws {
+        let f = LookupFixture()
+        let a = try f.client(pid: 1), b = try f.client(pid: 2), c = try f.client(pid: 3)
+        _ = f.lookup(a, [10], keys: [0xA000])
+        _ = f.lookup(b, [10], keys: [0xB000])
+        let page = try #require(f.scan(b, [10], keys: [0xB000]).outcomes.first?.page)
+        // C's page holds something else but C sends 10's digest: C is offered the page with a
+        // reference it must give back when its own compare fails. The stored bytes are intact.
+        #expect(f.lookup(c, [10], keys: [0xC000]).outcomes == [.merge(page)])
+        #expect(f.send(.mergeRelease(pages: [page]), c) == [.done])
+        let backing = f.backing(c)
+        let expected = PageBuffer(pages: 1)
+        expected.fill(0, id: 10)
+        #expect(memcmpPage(backing.page(page), expected.page(0)))
+        c.session.domain.store._checkInvariants()
+    }
+
+    @Test func zeroPagesByDigestOnlyWithUseZeroPages() throws {
+        let f = LookupFixture()
+        let a = try f.client()
+        #expect(f.lookup(a, flags: .useZeroPages, [0], keys: [0xA000]).outcomes == [.zero])
+        #expect(f.lookup(a, round: 2, [0], keys: [0xA000]).outcomes == [.unstable])
+    }
+
+    @Test func objectPagesAreNotFoundByDigestUntilAMergeSharesThem() throws {
+        let f = LookupFixture()
+        let a = try f.client(pid: 1), b = try f.client(pid: 2)
+        a.staging.fill(0, id: 30)
+        _ = f.send(.putBegin(upload: 1, length: 4096), a)
+        _ = f.send(.putPages(upload: 1, stagingPage: 0, pageCount: 1), a)
+        _ = f.send(.putCommit(upload: 1), a)
+        // KSM's stable tree holds merged pages only: the object's page is not proposed by digest.
+        #expect(f.lookup(b, [30], keys: [0xB000]).outcomes == [.unstable])
+        // With the bytes, the stable tree (which does hold it) shares it, and files its digest.
+        let page = try #require(f.scan(b, round: 2, [30], keys: [0xB000]).outcomes.first?.page)
+        let c = try f.client(pid: 3)
+        #expect(f.lookup(c, [30], keys: [0xC000]).outcomes == [.merge(page)])
+        c.session.domain.store._checkInvariants()
+    }
+
+    @Test func aFreedPageLeavesTheIndex() throws {
+        let f = LookupFixture()
+        let a = try f.client(pid: 1), b = try f.client(pid: 2)
+        _ = f.lookup(a, [10], keys: [0xA000])
+        _ = f.lookup(b, [10], keys: [0xB000])
+        let page = try #require(f.scan(b, [10], keys: [0xB000]).outcomes.first?.page)
+        f.service.close(a.session)
+        #expect(f.send(.mergeRelease(pages: [page]), b) == [.done])
+        let store = b.session.domain.store
+        #expect(store.pagesInUse == 0)
+        #expect(store.page(forDigest: digest(of: 10)) == nil)
+        #expect(f.lookup(b, round: 2, [10], keys: [0xB000]).outcomes == [.unstable])
+        store._checkInvariants()
+    }
+
+    @Test func aBatchLargerThanTheLimitIsRefused() throws {
+        let f = LookupFixture()
+        let a = try f.client()
+        let n = Service.maxMergeBatch + 1
+        let replies = f.send(.mergeLookup(round: 1, flags: [], keys: Array(repeating: 1, count: n), digests: Array(repeating: 2, count: n)), a)
+        guard case .failure(let code, _)? = replies.first else { Issue.record("\(replies)"); return }
+        #expect(code == .limitExceeded)
+    }
+}
