@@ -42,7 +42,7 @@ let package = Package(
             providers: [.apt(["liburing-dev"])]),
         .target(
             name: "CSamepageShim",
-            dependencies: ["CURing"],
+            dependencies: ["CURing", "CXXHash"],
             cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])]),
         .target(
             name: "SamepageCore",

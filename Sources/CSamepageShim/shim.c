@@ -224,8 +224,64 @@ static int guard_in_mergeable(uintptr_t address) {
     return 0;
 }
 
+// ---- reading mergeable memory in place ----------------------------------------------------
+// The scanner hashes the process's pages where they are, without copying them. The application
+// may unmap or protect a mergeable page meanwhile; the read then faults, and the handler jumps
+// back into sp_hash_pages_in_place, which reports how far it got. Nothing but C runs between the
+// sigsetjmp and the fault, so the jump crosses no Swift frame.
+#include <setjmp.h>
+#include <xxh_x86dispatch.h>
+
+// While a probe runs, every fault of this thread is the probe's: it reads nothing else.
+// sigsetjmp(.., 0): no signal mask to save, because the handlers run with SA_NODEFER (the
+// fault's signal is never blocked), and saving it would cost a syscall per page.
+static __thread sigjmp_buf *_Atomic probe_jump;
+
+static void probe_recover(void) {
+    sigjmp_buf *jump = atomic_load(&probe_jump);
+    if (jump == NULL) return;
+    atomic_store(&probe_jump, NULL);
+    siglongjmp(*jump, 1);
+}
+
+size_t sp_hash_pages_in_place(const void *start, size_t pages, uint64_t *digests) {
+    volatile size_t done = 0;
+    sigjmp_buf jump;
+    if (sigsetjmp(jump, 0) != 0) return done;
+    atomic_store(&probe_jump, &jump);
+    while (done < pages) {
+        digests[done] = XXH3_64bits_withSeed_dispatch((const char *)start + done * 4096, 4096, 0);
+        done = done + 1;
+    }
+    atomic_store(&probe_jump, NULL);
+    return done;
+}
+
+int sp_pages_equal_in_place(const void *a, const void *b) {
+    sigjmp_buf jump;
+    if (sigsetjmp(jump, 0) != 0) return -1;
+    atomic_store(&probe_jump, &jump);
+    int equal = memcmp(a, b, 4096) == 0;
+    atomic_store(&probe_jump, NULL);
+    return equal;
+}
+
+static struct sigaction bus_previous;
+
+static void bus_handler(int signo, siginfo_t *info, void *context) {
+    probe_recover();
+    if ((bus_previous.sa_flags & SA_SIGINFO) && bus_previous.sa_sigaction != NULL) {
+        bus_previous.sa_sigaction(signo, info, context);
+    } else if (bus_previous.sa_handler == SIG_IGN || bus_previous.sa_handler == SIG_DFL) {
+        signal(signo, SIG_DFL);
+    } else {
+        bus_previous.sa_handler(signo);
+    }
+}
+
 static void guard_handler(int signo, siginfo_t *info, void *context) {
     uintptr_t address = (uintptr_t)info->si_addr;
+    probe_recover();
     if (info->si_code == SEGV_ACCERR) {
         uintptr_t start = atomic_load(&guard_start), end = atomic_load(&guard_end);
         int in_guard = atomic_load(&guard_active) && address >= start && address < end;
@@ -262,6 +318,9 @@ int sp_guard_install(void) {
         atomic_store(&guard_installed, 0);
         return -errno;
     }
+    // A private file mapping whose file shrank raises SIGBUS on read: the in-place hash recovers.
+    action.sa_sigaction = bus_handler;
+    if (sigaction(SIGBUS, &action, &bus_previous) != 0) return -errno;
     return 0;
 }
 

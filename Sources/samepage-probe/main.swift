@@ -42,6 +42,9 @@ if arguments.count >= 2 && arguments[1] == "stress" {
 if arguments.count >= 2 && arguments[1] == "attack" {
     runAttackProbe(Array(arguments.dropFirst(2)))
 }
+if arguments.count >= 2 && arguments[1] == "vanish" {
+    runVanishProbe(Array(arguments.dropFirst(2)))
+}
 if arguments.count >= 2 && arguments[1] == "chaos" {
     runChaosProbe(Array(arguments.dropFirst(2)))
 }

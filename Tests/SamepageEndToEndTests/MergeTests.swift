@@ -89,6 +89,18 @@ struct MergeTests {
         #expect(end["pages_unshared"] == 0)
     }
 
+    @Test("mergeable memory unmapped, remapped, protected and truncated under a full-speed scanner: no crash, merging goes on")
+    func vanishingMemory() throws {
+        let server = try ServerProcess(regionSize: "256M")
+        defer { server.stop() }
+        let result = try Command.run(Binaries.probe, ["vanish", server.socket, "1500"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        let line = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(line.hasPrefix("ok "), "\(result.stdout)")
+        #expect((field(line, "scans") ?? 0) >= 3, "\(line)")
+        #expect((field(line, "merged") ?? 0) > 0, "the pages that stayed still merge: \(line)")
+    }
+
     @Test("writers hammer merged and merging pages while the scanner runs: every byte is what was written")
     func stress() throws {
         let server = try ServerProcess(regionSize: "256M")

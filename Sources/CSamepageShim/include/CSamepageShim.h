@@ -112,6 +112,13 @@ uint64_t sp_guard_absorbed(void);
 /// `destination`, stopping at the first unreadable page instead of faulting. Returns the bytes
 /// copied or -1 with errno.
 ssize_t sp_read_own_memory(void *destination, const void *source, size_t length);
+/// Hashes `pages` pages from `start` in place (XXH3-64, seed 0) into `digests`; returns how many
+/// it hashed before one could not be read (unmapped, protected or past the end of its file).
+/// Needs sp_guard_install() first.
+size_t sp_hash_pages_in_place(const void *start, size_t pages, uint64_t *digests);
+/// memcmp of two pages that may vanish under the caller: 1 equal, 0 different, -1 one of them
+/// could not be read. Needs sp_guard_install() first.
+int sp_pages_equal_in_place(const void *a, const void *b);
 #endif
 
 #ifndef CSAMEPAGE_SHIM_TOUCH

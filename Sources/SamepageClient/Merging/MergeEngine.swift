@@ -44,7 +44,6 @@ final class MergeEngine: @unchecked Sendable {
     private let maxMapCount = ProcessMaps.maxMapCount()
     private var mappingBudget: Int { Int(Double(maxMapCount) * parameters.vmaBudgetFraction) }
     private var mappingsUsed = 0
-    private let checksummer = PageHasher(seed: 0)
     private(set) var regionView: UnsafeRawPointer
     private(set) var regionBytes: Int
     /// The client connection the merged pages' references belong to.
@@ -246,9 +245,11 @@ final class MergeEngine: @unchecked Sendable {
                 try? Syscall.pread(pagemapFD, raw, offset: UInt64(range.address(from) / 4096) * 8)
             }
         }
-        // The bytes of the slice's pages that are not merged, copied without faulting (merged
-        // pages need only their pagemap entry); unreadable pages are marked.
+        // The digests of the slice's pages that are not merged, hashed where they are (merged
+        // pages need only their pagemap entry). A page the application unmapped or protected
+        // meanwhile stops the hash there (the fault is caught): it is marked unreadable.
         var readable = [Bool](repeating: true, count: count)
+        var pageDigests = [UInt64](repeating: 0, count: count)
         var runStart = 0
         while runStart < count {
             guard range.state[from + runStart] == .normal else {
@@ -257,12 +258,15 @@ final class MergeEngine: @unchecked Sendable {
             }
             var runEnd = runStart + 1
             while runEnd < count && range.state[from + runEnd] == .normal { runEnd += 1 }
-            let bytes = (runEnd - runStart) * 4096
-            let copied = (try? Syscall.readOwnMemory(into: slice + runStart * 4096, from: sliceAddress + runStart * 4096, count: bytes)) ?? 0
-            if copied < bytes {
-                for page in (runStart + copied / 4096)..<runEnd {
-                    let ok = (try? Syscall.readOwnMemory(into: slice + page * 4096, from: sliceAddress + page * 4096, count: 4096)) == 4096
-                    readable[page] = ok
+            var next = runStart
+            while next < runEnd {
+                let hashed = pageDigests.withUnsafeMutableBufferPointer { out in
+                    sp_hash_pages_in_place(sliceAddress + next * 4096, runEnd - next, out.baseAddress! + next)
+                }
+                next += hashed
+                if next < runEnd {
+                    readable[next] = false
+                    next += 1
                 }
             }
             runStart = runEnd
@@ -272,7 +276,6 @@ final class MergeEngine: @unchecked Sendable {
         var releases: [PageNumber] = []
         for offset in 0..<count {
             let index = from + offset
-            let page = slice + offset * 4096
             pagesScanned += 1
             guard readable[offset], isMergeable(range.address(index)) else {
                 pagesSkipped += 1
@@ -300,7 +303,7 @@ final class MergeEngine: @unchecked Sendable {
                 }
                 // One hash serves twice: its low half is KSM's checksum (unchanged since the last
                 // scan, or the page is volatile), the whole is the digest the server looks up.
-                let digest = checksummer.hash(page)
+                let digest = pageDigests[offset]
                 let checksum = UInt32(truncatingIfNeeded: digest)
                 if checksum != range.checksum[index] || checksum == 0 {
                     range.checksum[index] = checksum == 0 ? 1 : checksum
@@ -322,13 +325,18 @@ final class MergeEngine: @unchecked Sendable {
             var (outcomes, hints) = try client.mergeLookup(round: round, flags: flags, keys: keys, digests: digests)
             guard outcomes.count == candidates.count else { throw .protocolViolation("scan reply of the wrong length") }
             // Pages whose digest pairs with an unstable entry: the server needs their bytes to
-            // store the pair's page. Moved down to the front of staging (the slice was read in
-            // place there; a page only ever moves to a lower slot) and sent.
-            let wanted = outcomes.indices.filter { outcomes[$0] == .needContent }
-            if !wanted.isEmpty {
-                for (slot, i) in wanted.enumerated() where candidates[i] - from != slot {
-                    memcpy(staging + slot * 4096, slice + (candidates[i] - from) * 4096, 4096)
+            // store the pair's page. They are copied to the front of staging and sent.
+            var wanted: [Int] = []
+            for i in outcomes.indices where outcomes[i] == .needContent {
+                // Copied without faulting: a page that went away since it was hashed is not sent.
+                let source = sliceAddress + (candidates[i] - from) * 4096
+                if (try? Syscall.readOwnMemory(into: slice + wanted.count * 4096, from: source, count: 4096)) == 4096 {
+                    wanted.append(i)
+                } else {
+                    outcomes[i] = .unstable
                 }
+            }
+            if !wanted.isEmpty {
                 let (sent, moreHints) = try client.mergeScan(round: round, flags: flags, keys: wanted.map { keys[$0] })
                 guard sent.count == wanted.count else { throw .protocolViolation("scan reply of the wrong length") }
                 for (slot, i) in wanted.enumerated() { outcomes[i] = sent[slot] == .needContent ? .unstable : sent[slot] }
@@ -468,9 +476,11 @@ final class MergeEngine: @unchecked Sendable {
             let address = UnsafeMutableRawPointer(bitPattern: range.address(index))!
             var k = 0
             while k < count {
-                let equal = memcmp(address + k * 4096, regionView + (Int(page) + k) * 4096, 4096) == 0
+                // In place, fault-tolerant: the application may unmap its memory meanwhile (a
+                // page that cannot be read compares unequal and is not merged).
+                let equal = sp_pages_equal_in_place(address + k * 4096, regionView + (Int(page) + k) * 4096) == 1
                 var end = k + 1
-                while end < count && (memcmp(address + end * 4096, regionView + (Int(page) + end) * 4096, 4096) == 0) == equal {
+                while end < count && (sp_pages_equal_in_place(address + end * 4096, regionView + (Int(page) + end) * 4096) == 1) == equal {
                     end += 1
                 }
                 let mapped = equal ? mapRegion(at: address + k * 4096, pages: page + PageNumber(k), count: end - k, from: segments) : 0
@@ -500,9 +510,9 @@ final class MergeEngine: @unchecked Sendable {
             if (try? Syscall.mprotect(address, count * 4096, PROT_READ)) != nil {
                 var k = 0
                 while k < count {
-                    let zero = memcmp(address + k * 4096, ZeroPage.pointer, 4096) == 0
+                    let zero = sp_pages_equal_in_place(address + k * 4096, ZeroPage.pointer) == 1
                     var end = k + 1
-                    while end < count && (memcmp(address + end * 4096, ZeroPage.pointer, 4096) == 0) == zero { end += 1 }
+                    while end < count && (sp_pages_equal_in_place(address + end * 4096, ZeroPage.pointer) == 1) == zero { end += 1 }
                     if zero, (try? Syscall.madvise(address + k * 4096, (end - k) * 4096, MADV_DONTNEED)) != nil {
                         for page in k..<end { range.state[first + page] = .zero }
                     }
