@@ -266,6 +266,19 @@ int sp_pages_equal_in_place(const void *a, const void *b) {
     return equal;
 }
 
+size_t sp_copy_pages_in_place(void *destination, const void *source, size_t pages) {
+    volatile size_t done = 0;
+    sigjmp_buf jump;
+    if (sigsetjmp(jump, 0) != 0) return done;
+    atomic_store(&probe_jump, &jump);
+    while (done < pages) {
+        memcpy((char *)destination + done * 4096, (const char *)source + done * 4096, 4096);
+        done = done + 1;
+    }
+    atomic_store(&probe_jump, NULL);
+    return done;
+}
+
 static struct sigaction bus_previous;
 
 static void bus_handler(int signo, siginfo_t *info, void *context) {

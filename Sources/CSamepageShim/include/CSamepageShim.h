@@ -119,6 +119,9 @@ size_t sp_hash_pages_in_place(const void *start, size_t pages, uint64_t *digests
 /// memcmp of two pages that may vanish under the caller: 1 equal, 0 different, -1 one of them
 /// could not be read. Needs sp_guard_install() first.
 int sp_pages_equal_in_place(const void *a, const void *b);
+/// Copies `pages` pages that may vanish under the caller; returns how many were copied before
+/// one could not be read. Needs sp_guard_install() first.
+size_t sp_copy_pages_in_place(void *destination, const void *source, size_t pages);
 #endif
 
 #ifndef CSAMEPAGE_SHIM_TOUCH

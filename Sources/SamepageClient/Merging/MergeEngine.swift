@@ -327,14 +327,21 @@ final class MergeEngine: @unchecked Sendable {
             // Pages whose digest pairs with an unstable entry: the server needs their bytes to
             // store the pair's page. They are copied to the front of staging and sent.
             var wanted: [Int] = []
-            for i in outcomes.indices where outcomes[i] == .needContent {
-                // Copied without faulting: a page that went away since it was hashed is not sent.
-                let source = sliceAddress + (candidates[i] - from) * 4096
-                if (try? Syscall.readOwnMemory(into: slice + wanted.count * 4096, from: source, count: 4096)) == 4096 {
-                    wanted.append(i)
-                } else {
-                    outcomes[i] = .unstable
+            var i = 0
+            while i < outcomes.count {
+                guard outcomes[i] == .needContent else {
+                    i += 1
+                    continue
                 }
+                // A run of neighbouring pages, copied with one fault-tolerant call: a page that
+                // went away since it was hashed is not sent.
+                var end = i + 1
+                while end < outcomes.count && outcomes[end] == .needContent && candidates[end] == candidates[end - 1] + 1 { end += 1 }
+                let source = sliceAddress + (candidates[i] - from) * 4096
+                let copied = sp_copy_pages_in_place(slice + wanted.count * 4096, source, end - i)
+                wanted += Array(i..<(i + copied))
+                for lost in (i + copied)..<end { outcomes[lost] = .unstable }
+                i = end
             }
             if !wanted.isEmpty {
                 let (sent, moreHints) = try client.mergeScan(round: round, flags: flags, keys: wanted.map { keys[$0] })

@@ -78,7 +78,7 @@ extension Service {
                     outcomes.append(.unstable)
                     continue
                 }
-                store.fileDigest(page)
+                store.fileDigest(page, digest: digest)
                 session.merged[page, default: 0] += 1
                 outcomes.append(.merge(page))
                 if let owner = partner.session == session.id ? session : domain.sessions[partner.session] {

@@ -17,36 +17,65 @@ struct UnstableTree {
         var key: UInt64
     }
 
-    private var byHash: [UInt64: [Entry]] = [:]
+    // Almost every hash has one entry: that one lives in `first` (no array, no allocation per
+    // entry); further entries with the same hash wait in `more`, oldest first.
+    private var first: [UInt64: Entry] = [:]
+    private var more: [UInt64: [Entry]] = [:]
     private(set) var count = 0
 
     mutating func insert(hash: UInt64, _ entry: Entry) {
-        byHash[hash, default: []].append(entry)
+        if first[hash] == nil {
+            first[hash] = entry
+        } else {
+            more[hash, default: []].append(entry)
+        }
         count += 1
     }
 
     /// Removes and returns an entry with this hash that is not `excluding` itself.
     mutating func takePartner(hash: UInt64, excluding entry: Entry) -> Entry? {
-        guard var list = byHash[hash], let index = list.firstIndex(where: { $0 != entry }) else { return nil }
+        guard let head = first[hash] else { return nil }
+        if head != entry {
+            promote(hash)
+            count -= 1
+            return head
+        }
+        guard var list = more[hash], let index = list.firstIndex(where: { $0 != entry }) else { return nil }
         let partner = list.remove(at: index)
-        byHash[hash] = list.isEmpty ? nil : list
+        more[hash] = list.isEmpty ? nil : list
         count -= 1
         return partner
     }
 
     /// Whether an entry with this hash other than `entry` itself is waiting.
     func hasPartner(hash: UInt64, excluding entry: Entry) -> Bool {
-        byHash[hash]?.contains { $0 != entry } ?? false
+        guard let head = first[hash] else { return false }
+        return head != entry || (more[hash]?.contains { $0 != entry } ?? false)
     }
 
     /// Removes every entry of `session` filed under one of `hashes`.
     mutating func removeAll(of session: UInt64, hashes: Set<UInt64>) {
         for hash in hashes {
-            guard var list = byHash[hash] else { continue }
-            let before = list.count
-            list.removeAll { $0.session == session }
-            count -= before - list.count
-            byHash[hash] = list.isEmpty ? nil : list
+            if var list = more[hash] {
+                let before = list.count
+                list.removeAll { $0.session == session }
+                count -= before - list.count
+                more[hash] = list.isEmpty ? nil : list
+            }
+            while let head = first[hash], head.session == session {
+                promote(hash)
+                count -= 1
+            }
+        }
+    }
+
+    /// Drops the first entry of `hash`; the oldest of the others takes its place.
+    private mutating func promote(_ hash: UInt64) {
+        if var list = more[hash], !list.isEmpty {
+            first[hash] = list.removeFirst()
+            more[hash] = list.isEmpty ? nil : list
+        } else {
+            first[hash] = nil
         }
     }
 }

@@ -36,13 +36,14 @@ extension PageStore {
         return page
     }
 
-    /// Files a stored page under its digest (computed from the region copy), unless the digest
-    /// already names another page or the page is filed.
-    func fileDigest(_ page: PageNumber) {
+    /// Files a stored page under its digest, unless the digest already names another page or
+    /// the page is filed. `digest`, when given, is one the server computed from a copy of the
+    /// page's bytes it owns; otherwise it is computed from the region page.
+    func fileDigest(_ page: PageNumber, digest known: UInt64? = nil) {
         let word = Int(page) / 64, bit = UInt64(1) << UInt64(page % 64)
         if digestFiled.count <= word { digestFiled.append(contentsOf: repeatElement(0, count: word + 1 - digestFiled.count)) }
         guard digestFiled[word] & bit == 0 else { return }
-        let digest = Self.digest(backing.base + Int(page) * Page.size)
+        let digest = known ?? Self.digest(backing.base + Int(page) * Page.size)
         if let other = byDigest[digest], owners(of: other) > 0 { return }
         byDigest[digest] = page
         digestFiled[word] |= bit
