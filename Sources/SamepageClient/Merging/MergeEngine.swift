@@ -91,6 +91,7 @@ final class MergeEngine: @unchecked Sendable {
             ranges.sort { $0.start < $1.start }
             cursorRange = min(cursorRange, max(0, ranges.count - 1))
             cursorPage = 0
+            mapsReadAt = nil
             publishRanges()
         }
     }
@@ -224,7 +225,22 @@ final class MergeEngine: @unchecked Sendable {
         refreshMaps()
     }
 
-    private func refreshMaps() {
+    /// Reading /proc/self/maps costs in proportion to the process's mappings: with scattered
+    /// merges (one mapping per merged page, ~29k) reading it every full scan took a fifth of the
+    /// scanner's time. So a full scan reads it again only after `mapsMaxAge` (or when ranges
+    /// were added); in between, the mappings merges add are counted as they are made, and a
+    /// protection the application changed is seen within that second.
+    static let mapsMaxAge: Duration = .seconds(1)
+    private var mapsReadAt: ContinuousClock.Instant?
+
+    /// The full scan in which the maps were last read.
+    private var mapsReadInScan = -1
+
+    private func refreshMaps(force: Bool = false) {
+        let now = ContinuousClock.now
+        if !force, let last = mapsReadAt, now - last < Self.mapsMaxAge { return }
+        mapsReadAt = now
+        mapsReadInScan = fullScans
         maps = ProcessMaps.read()
         mappingsUsed = maps.mappings.count
     }
@@ -422,6 +438,10 @@ final class MergeEngine: @unchecked Sendable {
         // Runs first: the longest runs get the mapping budget.
         var releases: [PageNumber] = []
         var chosen: [(range: MergeRange, index: Int, page: PageNumber, count: Int)] = []
+        // The count of mappings between two reads of the maps is an upper bound (a merge next to
+        // a merged page adds one mapping, not two): before turning merges away for want of
+        // budget, read the true count, once per full scan at most.
+        if mappingBudget - mappingsUsed < 2 * runs.count && mapsReadInScan != fullScans { refreshMaps(force: true) }
         var budgetLeft = mappingBudget - mappingsUsed
         for run in runs.sorted(by: { $0.count > $1.count }) {
             // A run in the middle of a mapping splits it in three: two more mappings.
@@ -440,7 +460,7 @@ final class MergeEngine: @unchecked Sendable {
             let first = ordered[0].index
             let last = ordered.map { $0.index + $0.count }.max()!
             let merged = mergeRuns(range, span: first..<last, ordered.map { ($0.index, $0.page, $0.count) })
-            mappingsUsed += merged.subruns * 2
+            mappingsUsed += merged.mappingsAdded
             releases += merged.failed
         }
         return releases
@@ -466,7 +486,7 @@ final class MergeEngine: @unchecked Sendable {
         return done
     }
 
-    private func mergeRuns(_ range: MergeRange, span: Range<Int>, _ runs: [(index: Int, page: PageNumber, count: Int)]) -> (failed: [PageNumber], subruns: Int) {
+    private func mergeRuns(_ range: MergeRange, span: Range<Int>, _ runs: [(index: Int, page: PageNumber, count: Int)]) -> (failed: [PageNumber], mappingsAdded: Int) {
         let spanAddress = UnsafeMutableRawPointer(bitPattern: range.address(span.lowerBound))!
         let spanLength = span.count * 4096
         let all = runs.flatMap { run in (0..<run.count).map { run.page + PageNumber($0) } }
@@ -478,7 +498,7 @@ final class MergeEngine: @unchecked Sendable {
         guard (try? Syscall.mprotect(spanAddress, spanLength, PROT_READ)) != nil else { return (all, 0) }
         defer { _ = try? Syscall.mprotect(spanAddress, spanLength, PROT_READ | PROT_WRITE) }
         var failed: [PageNumber] = []
-        var subruns = 0
+        var mappingsAdded = 0
         for (index, page, count) in runs {
             let address = UnsafeMutableRawPointer(bitPattern: range.address(index))!
             var k = 0
@@ -491,7 +511,14 @@ final class MergeEngine: @unchecked Sendable {
                     end += 1
                 }
                 let mapped = equal ? mapRegion(at: address + k * 4096, pages: page + PageNumber(k), count: end - k, from: segments) : 0
-                if mapped > 0 { subruns += 1 }
+                if mapped > 0 {
+                    // The new mapping splits the anonymous mapping around it only where private
+                    // memory is left on a side: next to merged pages (their own mappings) it adds
+                    // fewer. At the range's edges, assume memory outside (the worst case).
+                    let left = index + k - 1, right = index + k + mapped
+                    mappingsAdded += (left < 0 || range.state[left] != .merged ? 1 : 0)
+                        + (right >= range.pageCount || range.state[right] != .merged ? 1 : 0)
+                }
                 for i in k..<(k + mapped) {
                     range.state[index + i] = .merged
                     range.region[index + i] = page + PageNumber(i)
@@ -500,7 +527,7 @@ final class MergeEngine: @unchecked Sendable {
                 k = end
             }
         }
-        return (failed, subruns)
+        return (failed, mappingsAdded)
     }
 
     /// use_zero_pages: discards all-zero pages (MADV_DONTNEED), so they read the kernel's zero
