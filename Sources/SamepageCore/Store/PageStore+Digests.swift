@@ -17,8 +17,11 @@ import CXXHash
 // sends a false digest gets a page it will not match, or nothing.
 //
 // Only pages stored or shared by merges are filed (KSM's stable tree holds merged pages only);
-// a page leaves the index when it leaves the store. A digest maps to one page: a second page
-// with the same digest (a max_page_sharing copy, or a collision) is reached through the tree.
+// a page leaves the index when it leaves the store. The index keys on the low 32 bits of the
+// digest (8 bytes an entry instead of 12: metadata stays under 48 bytes a page): one page per
+// key, the first filed; another page whose digest shares those bits (a max_page_sharing copy,
+// or one in four billion) is not proposed by digest but still reached with its bytes, through
+// the tree. A page proposed for a digest it does not have only fails the client's compare.
 
 extension PageStore {
     /// The digest of a page: XXH3-64 with seed 0, what clients compute.
@@ -30,9 +33,11 @@ extension PageStore {
     /// The digest of the all-zero page.
     public static let zeroDigest: UInt64 = digest(ZeroPage.pointer)
 
+    static func key(_ digest: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: digest) }
+
     /// The stored page filed under `digest` that can take another owner, if any.
     func page(forDigest digest: UInt64) -> PageNumber? {
-        guard let page = byDigest[digest], owners(of: page) > 0, owners(of: page) < maxPageSharing else { return nil }
+        guard let page = byDigest[Self.key(digest)], owners(of: page) > 0, owners(of: page) < maxPageSharing else { return nil }
         return page
     }
 
@@ -44,8 +49,8 @@ extension PageStore {
         if digestFiled.count <= word { digestFiled.append(contentsOf: repeatElement(0, count: word + 1 - digestFiled.count)) }
         guard digestFiled[word] & bit == 0 else { return }
         let digest = known ?? Self.digest(backing.base + Int(page) * Page.size)
-        if let other = byDigest[digest], owners(of: other) > 0 { return }
-        byDigest[digest] = page
+        if let other = byDigest[Self.key(digest)], owners(of: other) > 0 { return }
+        byDigest[Self.key(digest)] = page
         digestFiled[word] |= bit
     }
 
@@ -55,13 +60,13 @@ extension PageStore {
         guard word < digestFiled.count, digestFiled[word] & bit != 0 else { return }
         digestFiled[word] &= ~bit
         let digest = Self.digest(backing.base + Int(page) * Page.size)
-        if byDigest[digest] == page { byDigest[digest] = nil }
+        if byDigest[Self.key(digest)] == page { byDigest[Self.key(digest)] = nil }
     }
 
     /// Bytes the index takes: a Dictionary entry (key, value) per filed page at up to 3/4 load,
     /// and the bitmap.
     var digestIndexBytes: Int {
-        byDigest.capacity * (MemoryLayout<UInt64>.stride + MemoryLayout<PageNumber>.stride) + byDigest.capacity / 8
+        byDigest.capacity * (MemoryLayout<UInt32>.stride + MemoryLayout<PageNumber>.stride) + byDigest.capacity / 8
             + digestFiled.capacity * 8
     }
 
@@ -71,7 +76,7 @@ extension PageStore {
             for b in 0..<64 where bits & (UInt64(1) << UInt64(b)) != 0 {
                 let page = PageNumber(word * 64 + b)
                 precondition(owners(of: page) > 0, "free page \(page) filed by digest")
-                precondition(byDigest[Self.digest(backing.base + Int(page) * Page.size)] == page,
+                precondition(byDigest[Self.key(Self.digest(backing.base + Int(page) * Page.size))] == page,
                              "page \(page) filed under a digest that is not its content's")
                 filed += 1
             }

@@ -68,11 +68,10 @@ public final class PageStore {
     private var tree = StableTree()
     /// Indexed by page number, grown to the highest page handed out.
     private var owners: [UInt32] = []
-    private var tags: [UInt32] = []
     private let scratch: UnsafeMutableRawPointer
     /// The digest index (PageStore+Digests.swift): stored pages by their unseeded digest, and a
     /// bit per page saying it is filed there.
-    var byDigest: [UInt64: PageNumber] = [:]
+    var byDigest: [UInt32: PageNumber] = [:]
     var digestFiled: [UInt64] = []
     /// Allocated pages per segment, when the region has several (hardened); empty otherwise.
     private var allocatedInSegment: [UInt32]
@@ -97,7 +96,7 @@ public final class PageStore {
 
     /// Memory the store's own bookkeeping takes, for `general_profit`.
     public var metadataBytes: Int64 {
-        Int64(tree.memoryBytes + owners.capacity * 4 + tags.capacity * 4 + digestIndexBytes)
+        Int64(tree.memoryBytes + owners.capacity * 4 + digestIndexBytes)
     }
 
     public func owners(of page: PageNumber) -> UInt32 {
@@ -198,7 +197,6 @@ public final class PageStore {
         let page = try takeFreshPage(placement: &placement, wantedAhead: wantedAhead)
         copyPage(to: backing.base + Int(page) * Page.size, from: content)
         owners[Int(page)] = 1
-        tags[Int(page)] = tag
         tree.insert(tag: tag, page: page)
         counters.pagesUnshared += 1
         if copies == 1 {
@@ -230,7 +228,6 @@ public final class PageStore {
             if owners.count < needed {
                 let grown = max(needed, min(Int(backing.pageCount), owners.count * 2))
                 owners.append(contentsOf: repeatElement(0, count: grown - owners.count))
-                tags.append(contentsOf: repeatElement(0, count: grown - tags.count))
             }
         }
         let page = placement!.next
@@ -284,9 +281,12 @@ public final class PageStore {
         owners[Int(page)] = before - 1
         switch before {
         case 1:
+            // The tag is not kept per page (4 bytes a page of metadata): it is the hash of the
+            // content, which is still intact here.
+            let tag = StableTree.tag(forHash: hasher.hash(backing.base + Int(page) * Page.size))
             counters.pagesUnshared -= 1
-            forgetChainMembership(page)
-            tree.remove(tag: tags[Int(page)], page: page)
+            forgetChainMembership(page, tag: tag)
+            tree.remove(tag: tag, page: page)
             unfileDigest(page)
             return true
         case 2:
@@ -299,11 +299,11 @@ public final class PageStore {
         return false
     }
 
-    private func forgetChainMembership(_ page: PageNumber) {
+    private func forgetChainMembership(_ page: PageNumber, tag: UInt32) {
         let base = backing.base
         let content = base + Int(page) * Page.size
         var others = 0
-        tree.forEachCandidate(tag: tags[Int(page)]) { other in
+        tree.forEachCandidate(tag: tag) { other in
             if other != page, memcmpPage(base + Int(other) * Page.size, content) { others += 1 }
             return true
         }
@@ -366,13 +366,13 @@ public final class PageStore {
             inUse += 1
             if n >= 2 { shared += 1; sharing += Int64(n) - 1 }
             var found = 0
-            tree.forEachCandidate(tag: tags[page]) { p in
+            let tag = StableTree.tag(forHash: hasher.hash(backing.base + page * Page.size))
+            tree.forEachCandidate(tag: tag) { p in
                 if p == PageNumber(page) { found += 1 }
                 return true
             }
-            precondition(found == 1, "page \(page) filed \(found) times")
-            precondition(StableTree.tag(forHash: hasher.hash(backing.base + page * Page.size)) == tags[page],
-                         "page \(page) changed under the store")
+            // Not found under its content's tag: filed twice, or changed under the store.
+            precondition(found == 1, "page \(page) filed \(found) times under its content's tag")
         }
         precondition(tree.count == Int(inUse))
         _checkDigestIndex()
