@@ -256,7 +256,9 @@ final class MergeEngine: @unchecked Sendable {
         let sliceAddress = UnsafeRawPointer(bitPattern: range.address(from))!
         // Pagemap entries of the slice: bit 63 present, bit 61 file page (still the region's).
         var pagemap = [UInt64](repeating: 0, count: count)
-        if pagemapFD >= 0 {
+        // Only merged and discarded zero pages are judged by their pagemap entry: a slice of
+        // ordinary pages (every slice of a first scan) skips the page-table walk.
+        if pagemapFD >= 0, range.state[from..<to].contains(where: { $0 != .normal }) {
             _ = pagemap.withUnsafeMutableBytes { raw in
                 try? Syscall.pread(pagemapFD, raw, offset: UInt64(range.address(from) / 4096) * 8)
             }
