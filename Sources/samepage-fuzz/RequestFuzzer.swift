@@ -94,6 +94,11 @@ final class FuzzHarness {
                     .mergeScan(round: 2, flags: [.useZeroPages], stagingPage: 0, keys: [0, 4096]),
                     .mergeRelease(pages: [0, 1]), .scanReport(ScanReport())]),
             frames([.configure(name: "max_page_sharing", value: 2), .verify]),
+            frames([.mergeLookup(round: 1, flags: [], keys: [0, 4096], digests: [PageStore.zeroDigest, 1]),
+                    .mergeLookup(round: 1, flags: [.useZeroPages], keys: [8192], digests: [PageStore.zeroDigest]),
+                    .mergeScan(round: 1, flags: [], stagingPage: 0, keys: [0, 4096]),
+                    .mergeLookup(round: 2, flags: [], keys: [0, 4096, 12288], digests: [1, 1, 1]),
+                    .mergeRelease(pages: [0])]),
         ] + regressions()
     }
 
