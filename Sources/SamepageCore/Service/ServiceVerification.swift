@@ -28,6 +28,20 @@ extension Service {
         if store.pagesInUse != Int64(inUse) {
             problems.append("\(store.pagesInUse) pages in use, \(inUse) referenced")
         }
+        // A region of segments (hardened) frees a segment when its allocated count reaches 0: the
+        // count must cover every page in use there, and be exact when no upload holds a
+        // placement (pages reserved for a submission under way).
+        let allocated = store.allocatedPagesPerSegment
+        if !allocated.isEmpty {
+            let perSegment = Int(store.backing.segmentPages)
+            var used = [UInt32](repeating: 0, count: allocated.count)
+            for page in 0..<store.pageLimit where store.owners(of: PageNumber(page)) > 0 { used[page / perSegment] += 1 }
+            let uploading = domain.sessions.values.contains { !$0.uploads.isEmpty }
+            for (segment, count) in allocated.enumerated()
+            where count < used[segment] || (!uploading && count != used[segment]) {
+                problems.append("segment \(segment): \(count) pages allocated, \(used[segment]) in use")
+            }
+        }
         let allInUse = allDomains.reduce(Int64(0)) { $0 + $1.store.pagesInUse }
         if UInt64(allInUse) != budget.used {
             problems.append("the region budget counts \(budget.used) pages, the domains use \(allInUse)")
