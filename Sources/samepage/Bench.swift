@@ -199,6 +199,13 @@ struct PutBenchmark {
             // warm memory, and memcmp (what recognising a duplicate must at least cost).
             let fresh = try MemoryMapping(anonymousLength: bytes, writable: true)
             record("memcpy into fresh memory", time { memcpy(fresh.base, source.base, bytes) })
+            // The kind of memory a region is: a memfd's pages (shmem), whose first touch costs
+            // more than anonymous memory's (page cache, accounting, clearing).
+            do {
+                let memfd = try Memfd.create(name: "bench-fresh", size: UInt64(bytes), seals: [])
+                let shared = try MemoryMapping(fd: memfd.rawValue, length: bytes, writable: true, shared: true)
+                record("memcpy into a fresh memfd", time { memcpy(shared.base, source.base, bytes) })
+            }
             record("memcpy into warm memory", time { memcpy(fresh.base, source.base, bytes) })
             var equal = true
             record("memcmp", time { equal = memcmp(fresh.base, source.base, bytes) == 0 })
@@ -215,7 +222,10 @@ struct PutBenchmark {
             BenchResult(name: "memcpy into fresh memory", seconds: best["memcpy into fresh memory"]!, bytes: bytes),
             BenchResult(name: "memcpy into warm memory", seconds: best["memcpy into warm memory"]!, bytes: bytes),
             BenchResult(name: "memcmp", seconds: best["memcmp"]!, bytes: bytes),
+            BenchResult(name: "memcpy into a fresh memfd", seconds: best["memcpy into a fresh memfd"]!, bytes: bytes),
             BenchResult(name: "put distinct", seconds: best["put distinct"]!, bytes: bytes, baseline: "memcpy into fresh memory"),
+            BenchResult(name: "put distinct, against a memfd", seconds: best["put distinct"]!, bytes: bytes,
+                        baseline: "memcpy into a fresh memfd"),
             BenchResult(name: "put duplicate", seconds: best["put duplicate"]!, bytes: bytes, baseline: "memcmp"),
         ]
     }
