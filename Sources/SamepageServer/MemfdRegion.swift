@@ -13,6 +13,7 @@ final class MemfdRegion: ServedRegion {
     private let memfd: OwnedDescriptor
     public let readOnlyDescriptor: OwnedDescriptor
     private let mapping: MemoryMapping
+    private let writer: RegionWriter
 
     public init(name: String, bytes: UInt64) throws(Errno) {
         let size = bytes / UInt64(Page.size) * UInt64(Page.size)
@@ -21,13 +22,21 @@ final class MemfdRegion: ServedRegion {
         mapping = try MemoryMapping(fd: memfd.rawValue, length: Int(size), writable: true, shared: true, noReserve: true)
         base = mapping.base
         pageCount = UInt32(size / UInt64(Page.size))
+        writer = RegionWriter(fd: memfd.rawValue, base: base)
     }
 
-    public func prepare(_ extent: ExtentAllocator.Extent) {
-        // MADV_POPULATE_WRITE (Linux 5.14): allocate and map the pages in one call. On an older
-        // kernel it fails with EINVAL and the pages fault in one by one as before.
-        try? Syscall.madvise(base + Int(extent.start) * Page.size, Int(extent.count) * Page.size, SP_MADV_POPULATE_WRITE)
+    // New pages are written by RegionWriter (pwrite, no clearing), so nothing is faulted in
+    // ahead of them: `prepare` keeps the protocol's no-op.
+
+    public func write(_ content: UnsafeRawPointer, toPage page: PageNumber) {
+        writer.write(content, toPage: page)
     }
+
+    public func willRead(_ page: PageNumber) {
+        if writer.holds(page) { writer.flush() }
+    }
+
+    public func flushWrites() { writer.flush() }
 
     var segmentBytes: UInt64 { regionBytes }
     func descriptor(ofSegment index: UInt32) -> Int32 { readOnlyDescriptor.rawValue }
@@ -35,6 +44,8 @@ final class MemfdRegion: ServedRegion {
     var retirements: UInt64 { 0 }
 
     public func release(_ extent: ExtentAllocator.Extent) {
+        // A page freed before its deferred write must not be written after the punch.
+        if writer.holds(extent) { writer.flush() }
         // Give the memory back; the pages read as zeros until written again. Failure here would
         // only keep memory allocated, never corrupt anything, so it is not fatal.
         try? Syscall.punchHole(memfd.rawValue, offset: UInt64(extent.start) << UInt64(Page.shift),

@@ -87,6 +87,10 @@ public enum Syscall {
         _ = try valueOrErrno { Glibc.mprotect(address, length, prot) }
     }
 
+    public static func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, offset: UInt64) throws(Errno) -> Int {
+        try valueOrErrno { Glibc.pwrite(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
+    }
+
     public static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, offset: UInt64) throws(Errno) -> Int {
         try valueOrErrno { Glibc.pread(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
     }

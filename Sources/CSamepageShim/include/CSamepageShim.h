@@ -21,6 +21,7 @@
 #define SP_F_SEAL_FUTURE_WRITE 0x0010
 
 // madvise(2) advice newer than what Swift's Glibc module shows.
+#define SP_MADV_POPULATE_READ 22
 #define SP_MADV_POPULATE_WRITE 23
 
 // io_uring submission flags (macros in liburing, invisible to Swift).

@@ -69,7 +69,11 @@ public final class Service {
 
     /// Answers one request. `hello` is the event loop's business and is refused here.
     public func handle(_ request: Request, session: Session) -> [Reply] {
-        defer { session.requestsServed &+= 1 }
+        defer {
+            session.requestsServed &+= 1
+            // The reply may name new pages: their bytes must be in the region before it goes.
+            session.domain.store.backing.flushWrites()
+        }
         do {
             return try dispatch(request, session: session)
         } catch {

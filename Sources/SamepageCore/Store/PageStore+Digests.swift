@@ -48,7 +48,7 @@ extension PageStore {
         let word = Int(page) / 64, bit = UInt64(1) << UInt64(page % 64)
         if digestFiled.count <= word { digestFiled.append(contentsOf: repeatElement(0, count: word + 1 - digestFiled.count)) }
         guard digestFiled[word] & bit == 0 else { return }
-        let digest = known ?? Self.digest(backing.base + Int(page) * Page.size)
+        let digest = known ?? Self.digest(regionPage(page))
         if let other = byDigest[Self.key(digest)], owners(of: other) > 0 { return }
         byDigest[Self.key(digest)] = page
         digestFiled[word] |= bit
@@ -59,7 +59,7 @@ extension PageStore {
         let word = Int(page) / 64, bit = UInt64(1) << UInt64(page % 64)
         guard word < digestFiled.count, digestFiled[word] & bit != 0 else { return }
         digestFiled[word] &= ~bit
-        let digest = Self.digest(backing.base + Int(page) * Page.size)
+        let digest = Self.digest(regionPage(page))
         if byDigest[Self.key(digest)] == page { byDigest[Self.key(digest)] = nil }
     }
 
@@ -76,7 +76,7 @@ extension PageStore {
             for b in 0..<64 where bits & (UInt64(1) << UInt64(b)) != 0 {
                 let page = PageNumber(word * 64 + b)
                 precondition(owners(of: page) > 0, "free page \(page) filed by digest")
-                precondition(byDigest[Self.key(Self.digest(backing.base + Int(page) * Page.size))] == page,
+                precondition(byDigest[Self.key(Self.digest(regionPage(page)))] == page,
                              "page \(page) filed under a digest that is not its content's")
                 filed += 1
             }

@@ -176,9 +176,8 @@ public final class PageStore {
         let tag = StableTree.tag(forHash: hash)
         var shared: PageNumber?
         var copies = 0
-        let base = backing.base
         tree.forEachCandidate(tag: tag) { page in
-            guard memcmpPage(base + Int(page) * Page.size, content) else { return true }
+            guard memcmpPage(regionPage(page), content) else { return true }
             if owners[Int(page)] < maxPageSharing {
                 shared = page
                 return false
@@ -195,7 +194,7 @@ public final class PageStore {
                 placement: inout Placement?, wantedAhead: UInt64) throws(StoreError) -> PageNumber {
         let tag = StableTree.tag(forHash: hash)
         let page = try takeFreshPage(placement: &placement, wantedAhead: wantedAhead)
-        copyPage(to: backing.base + Int(page) * Page.size, from: content)
+        backing.write(content, toPage: page)
         owners[Int(page)] = 1
         tree.insert(tag: tag, page: page)
         counters.pagesUnshared += 1
@@ -283,7 +282,7 @@ public final class PageStore {
         case 1:
             // The tag is not kept per page (4 bytes a page of metadata): it is the hash of the
             // content, which is still intact here.
-            let tag = StableTree.tag(forHash: hasher.hash(backing.base + Int(page) * Page.size))
+            let tag = StableTree.tag(forHash: hasher.hash(regionPage(page)))
             counters.pagesUnshared -= 1
             forgetChainMembership(page, tag: tag)
             tree.remove(tag: tag, page: page)
@@ -300,11 +299,10 @@ public final class PageStore {
     }
 
     private func forgetChainMembership(_ page: PageNumber, tag: UInt32) {
-        let base = backing.base
-        let content = base + Int(page) * Page.size
+        let content = regionPage(page)
         var others = 0
         tree.forEachCandidate(tag: tag) { other in
-            if other != page, memcmpPage(base + Int(other) * Page.size, content) { others += 1 }
+            if other != page, memcmpPage(regionPage(other), content) { others += 1 }
             return true
         }
         if others == 1 {
@@ -358,7 +356,14 @@ public final class PageStore {
 
     // MARK: Checking
 
+    /// A region page's bytes, for reading: deferred writes to it are completed first.
+    func regionPage(_ page: PageNumber) -> UnsafeMutableRawPointer {
+        backing.willRead(page)
+        return backing.base + Int(page) * Page.size
+    }
+
     public func _checkInvariants() {
+        backing.flushWrites()
         allocator._checkInvariants()
         tree._checkInvariants()
         var inUse: Int64 = 0, shared: Int64 = 0, sharing: Int64 = 0

@@ -15,12 +15,24 @@ public protocol RegionBacking: AnyObject {
     var segmentPages: UInt32 { get }
     /// Called when the last allocated page of a segment (of several) was freed.
     func segmentEmptied(_ segment: UInt32)
+    /// Writes a new page's content. The default copies it through `base`; a backing may defer
+    /// the write, as long as `willRead` and `flushWrites` complete it.
+    func write(_ content: UnsafeRawPointer, toPage page: PageNumber)
+    /// Called before the store reads a page through `base`.
+    func willRead(_ page: PageNumber)
+    /// Completes every deferred write: called before a reply can let a client map the pages.
+    func flushWrites()
 }
 
 extension RegionBacking {
     public func prepare(_ extent: ExtentAllocator.Extent) {}
     public var segmentPages: UInt32 { pageCount }
     public func segmentEmptied(_ segment: UInt32) {}
+    public func write(_ content: UnsafeRawPointer, toPage page: PageNumber) {
+        copyPage(to: base + Int(page) * Page.size, from: content)
+    }
+    public func willRead(_ page: PageNumber) {}
+    public func flushWrites() {}
 }
 
 /// A cap on pages in use, shared by every domain's store, so that `--region-size` bounds the
