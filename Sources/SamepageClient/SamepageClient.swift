@@ -33,6 +33,7 @@ public final class SamepageClient: @unchecked Sendable {
     /// so the next call opens a new one.
     var needsReconnect = false
     private var nextUpload: UInt32 = 1
+    private var nextBuffer: UInt32 = 1
     /// Live mappings by base address: the server handle and the mapped length.
     private var mappings: [UInt: (handle: UInt32, length: Int, generation: Int)] = [:]
     /// Mergeable memory: created on first use (see SamepageClient+Merging.swift).
@@ -73,6 +74,45 @@ public final class SamepageClient: @unchecked Sendable {
             sessionGeneration += 1
         }
         return session
+    }
+
+    // MARK: For extensions (shared buffers): used with the lock held, in withConnectionLock.
+
+    func withConnectionLock<R>(_ body: () throws(SamepageError) -> R) throws(SamepageError) -> R {
+        try stagingLock.withLock { () throws(SamepageError) in try lock.withLock(body) }
+    }
+
+    func takeUploadName() -> UInt32 {
+        defer { nextUpload &+= 1 }
+        return nextUpload
+    }
+
+    func takeBufferName() -> UInt32 {
+        defer { nextBuffer &+= 1 }
+        return nextBuffer
+    }
+
+    /// The generation of the live connection (opening one if needed).
+    func currentGeneration() throws(SamepageError) -> Int {
+        _ = try connection()
+        return sessionGeneration
+    }
+
+    func send(_ request: Request, passing descriptor: Int32 = -1) throws(SamepageError) -> UInt64 {
+        try connection().connection.send(request, passing: descriptor)
+    }
+
+    func receive(_ requestID: UInt64) throws(SamepageError) -> Reply {
+        try connection().connection.reply(to: requestID)
+    }
+
+    /// A buffer going away: the server unmaps it (best effort: a connection that is gone took
+    /// the server's mapping with it).
+    func detach(_ buffer: SharedBuffer) {
+        lock.withLock {
+            guard buffer.attachedGeneration == sessionGeneration, !needsReconnect, !session.connection.isBroken else { return }
+            _ = try? session.connection.call(.detachBuffer(buffer: buffer.handle))
+        }
     }
 
     /// In the child after fork: forget the parent's connection and mappings (their handles are

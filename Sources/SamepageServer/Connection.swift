@@ -14,8 +14,18 @@ final class Connection {
     var decoder = FrameDecoder(maxPayload: FrameHeader.maxRequestPayload)
     var session: Session?
     var staging: MemoryMapping?
-    /// An fd received with the bytes not yet decoded (the staging memfd rides with hello).
-    var receivedDescriptor: OwnedDescriptor?
+    /// Fds received and not yet claimed by their request, oldest first (the staging memfd rides
+    /// with hello, a shared buffer's with attachBuffer). An fd arrives with its frame's first
+    /// byte, possibly in the same read as earlier frames.
+    var receivedDescriptors: [Int32] = []
+    /// At most this many unclaimed fds: a client that sends more is misbehaving.
+    static let maxReceivedDescriptors = 4
+    /// Shared buffers the client attached, mapped read-only, by the client's name for them.
+    var buffers: [UInt32: BufferMapping] = [:]
+
+    func takeReceivedDescriptor() -> OwnedDescriptor? {
+        receivedDescriptors.isEmpty ? nil : OwnedDescriptor(taking: receivedDescriptors.removeFirst())
+    }
 
     /// Operations submitted and not yet completed: buffers may be freed only at zero.
     var inFlight = 0
@@ -78,6 +88,7 @@ final class Connection {
         sendMessage.deallocate()
         sendControl.deallocate()
         for pending in outboxDescriptors + sendingDescriptors { Syscall.close(pending.fd) }
+        for fd in receivedDescriptors { Syscall.close(fd) }
         sentDescriptor()
     }
 
@@ -142,4 +153,10 @@ final class Connection {
     }
 
     var queuedBytes: Int { outbox.count + sending.count - sendingOffset }
+}
+
+/// A shared buffer's mapping (a class, so that a dictionary can own it).
+final class BufferMapping {
+    let mapping: MemoryMapping
+    init(_ mapping: consuming MemoryMapping) { self.mapping = mapping }
 }

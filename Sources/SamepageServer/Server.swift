@@ -315,7 +315,10 @@ public final class Server {
             return
         }
         let fd = sp_cmsg_take_fd(connection.receiveMessage)
-        if fd >= 0 { connection.receivedDescriptor = OwnedDescriptor(taking: fd) }
+        if fd >= 0 { connection.receivedDescriptors.append(fd) }
+        if connection.receivedDescriptors.count > Connection.maxReceivedDescriptors {
+            return violation("more than \(Connection.maxReceivedDescriptors) fds sent ahead of their requests", requestID: 0, on: connection)
+        }
         connection.decoder.append(UnsafeRawBufferPointer(start: connection.receiveBuffer, count: Int(result)))
         do {
             while !connection.closeAfterFlush, let frame = try connection.decoder.next() {
@@ -358,7 +361,11 @@ public final class Server {
         if case .hello = request {
             return violation("hello sent twice", requestID: requestID, on: connection)
         }
+        if case .attachBuffer(let buffer) = request {
+            return connection.enqueue(attachBuffer(buffer, session: session, on: connection), requestID: requestID)
+        }
         let started = ContinuousClock.now
+        if case .detachBuffer(let buffer) = request { connection.buffers[buffer] = nil }
         for reply in service.handle(request, session: session) {
             sendSegments(for: reply, requestID: requestID, on: connection)
             connection.enqueue(reply, requestID: requestID)
@@ -425,7 +432,7 @@ public final class Server {
             return violation("protocol version \(version) is not supported (server speaks \(Request.version))",
                              requestID: requestID, on: connection, code: .unsupportedVersion)
         }
-        guard let staging = connection.receivedDescriptor.take() else {
+        guard let staging = connection.takeReceivedDescriptor() else {
             metrics.refused(.badStaging)
             return violation("hello must carry the staging memfd", requestID: requestID, on: connection, code: .badStaging)
         }
@@ -459,17 +466,42 @@ public final class Server {
 
     private struct StagingRefused: Error { var message: String }
 
+    /// Maps a shared buffer's memfd (checked like staging memory: a memfd, sealed against
+    /// shrinking, whole pages) and lends it to the service.
+    private func attachBuffer(_ buffer: UInt32, session: Session, on connection: Connection) -> Reply {
+        guard let fd = connection.takeReceivedDescriptor() else {
+            return .failure(.badStaging, "attachBuffer must carry a memfd")
+        }
+        let mapping: MemoryMapping
+        do {
+            mapping = try mapClientMemfd(fd, limit: configuration.maxBufferBytes, what: "buffer")
+        } catch let failure as StagingRefused {
+            metrics.refused(.badStaging)
+            return .failure(.badStaging, failure.message)
+        } catch {
+            return .failure(.internalError, "cannot map the buffer: \(error)")
+        }
+        let reply = service.attach(buffer: buffer, bytes: UnsafeRawBufferPointer(mapping.bytes), session: session)
+        if reply == .done { connection.buffers[buffer] = BufferMapping(mapping) }
+        return reply
+    }
+
     /// Every fd a client sends is hostile (design.md section 2): a staging memfd that could shrink
     /// would SIGBUS the server while it reads, so it must be sealed against shrinking, and its
     /// size must be whole pages within the limit.
     private func mapStaging(_ fd: consuming OwnedDescriptor) throws -> MemoryMapping {
+        try mapClientMemfd(fd, limit: configuration.maxStagingBytes, what: "staging")
+    }
+
+    /// Maps a memfd a client sent, read-only, after the checks every client fd needs.
+    private func mapClientMemfd(_ fd: consuming OwnedDescriptor, limit: UInt64, what: String) throws -> MemoryMapping {
         guard let seals = try? Memfd.seals(of: fd.rawValue) else {
-            throw StagingRefused(message: "staging fd is not a memfd")
+            throw StagingRefused(message: "\(what) fd is not a memfd")
         }
-        guard seals.contains(.shrink) else { throw StagingRefused(message: "staging memfd must be sealed with F_SEAL_SHRINK") }
+        guard seals.contains(.shrink) else { throw StagingRefused(message: "\(what) memfd must be sealed with F_SEAL_SHRINK") }
         let size = try Syscall.fileSize(fd.rawValue)
-        guard size > 0, size % UInt64(Page.size) == 0, size <= configuration.maxStagingBytes else {
-            throw StagingRefused(message: "staging memfd of \(size) bytes: must be whole pages, at most \(configuration.maxStagingBytes)")
+        guard size > 0, size % UInt64(Page.size) == 0, size <= limit else {
+            throw StagingRefused(message: "\(what) memfd of \(size) bytes: must be whole pages, at most \(limit)")
         }
         return try MemoryMapping(fd: fd.rawValue, length: Int(size), writable: false, shared: true)
     }

@@ -9,6 +9,8 @@ public struct ServerConfiguration: Sendable {
     public var maxPageSharing: UInt32 = 256
     /// Largest staging memfd a client may register.
     public var maxStagingBytes: UInt64 = 1 << 30
+    /// Largest shared buffer a client may attach (address space of the server, not memory).
+    public var maxBufferBytes: UInt64 = 1 << 36
     /// Replies queued for a client that does not read them; past this we stop reading its
     /// requests until it catches up, so it cannot make the server buffer without bound.
     public var maxQueuedReplyBytes = 8 << 20

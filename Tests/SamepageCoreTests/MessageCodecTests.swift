@@ -35,6 +35,9 @@ private let allRequests: [Request] = [
     .mergeScan(round: 7, flags: .useZeroPages, stagingPage: 3, keys: [0x7F00_0000_1000, 0x7F00_0000_2000, 0]),
     .mergeScan(round: .max, flags: MergeFlags(rawValue: .max), stagingPage: .max, keys: [.max]),
     .mergeLookup(round: 1, flags: [], keys: [], digests: []),
+    .attachBuffer(buffer: 3),
+    .putBuffer(upload: 1, buffer: 3, firstPage: 7, pageCount: .max),
+    .detachBuffer(buffer: .max),
     .mergeLookup(round: 9, flags: .useZeroPages, keys: [0x7F00_0000_1000, 0], digests: [.max, 0x1234_5678_9ABC_DEF0]),
     .mergeRelease(pages: []),
     .mergeRelease(pages: [0, 5, 5, .max - 2]),
@@ -119,7 +122,7 @@ struct MessageCodecTests {
 
     @Test func kindsMatchTheCases() {
         let requestKinds = allRequests.map(\.kind)
-        #expect(Set(requestKinds.map(\.rawValue)) == Set(1...14).union([16, 17]))
+        #expect(Set(requestKinds.map(\.rawValue)) == Set(1...14).union([16, 17, 18, 19, 20]))
         #expect(requestKinds.allSatisfy { !$0.isReply })
         let replyKinds = allReplies.map(\.kind)
         #expect(Set(replyKinds.map(\.rawValue)) == [0x8001, 0x8002, 0x8003, 0x8004, 0x8005, 0x8006, 0x8007, 0x8008, 0x8009, 0x800A, 0x80FF])

@@ -44,6 +44,13 @@ public enum Request: Equatable, Sendable {
     /// page; `keys` are the pages' addresses as in `mergeScan`). Answered by `mergeResults`,
     /// whose outcomes may say `needContent`: send that page's bytes with `mergeScan`.
     case mergeLookup(round: UInt32, flags: MergeFlags, keys: [UInt64], digests: [UInt64])
+    /// Lends the server a shared buffer: a memfd of the client's (SCM_RIGHTS), sealed against
+    /// shrinking, that the client writes objects into and puts without copying them through
+    /// staging. `buffer` is the client's name for it, unique per connection.
+    case attachBuffer(buffer: UInt32)
+    /// Like `putPages`, from page `firstPage` of an attached buffer.
+    case putBuffer(upload: UInt32, buffer: UInt32, firstPage: UInt32, pageCount: UInt32)
+    case detachBuffer(buffer: UInt32)
 
     public var kind: MessageKind {
         switch self {
@@ -64,6 +71,9 @@ public enum Request: Equatable, Sendable {
         case .verify: .verify
         case .clients: .clients
         case .mergeLookup: .mergeLookup
+        case .attachBuffer: .attachBuffer
+        case .putBuffer: .putBuffer
+        case .detachBuffer: .detachBuffer
         }
     }
 
@@ -103,6 +113,13 @@ public enum Request: Equatable, Sendable {
                 w.write(key)
                 w.write(digest)
             }
+        case .attachBuffer(let buffer), .detachBuffer(let buffer):
+            w.write(buffer)
+        case .putBuffer(let upload, let buffer, let firstPage, let pageCount):
+            w.write(upload)
+            w.write(buffer)
+            w.write(firstPage)
+            w.write(pageCount)
         case .mergeRelease(let pages):
             w.write(UInt32(pages.count))
             for page in pages { w.write(page) }
@@ -154,6 +171,10 @@ public enum Request: Equatable, Sendable {
         case .configure: request = .configure(name: try r.readString(), value: try r.read())
         case .verify: request = .verify
         case .clients: request = .clients
+        case .attachBuffer: request = .attachBuffer(buffer: try r.read())
+        case .detachBuffer: request = .detachBuffer(buffer: try r.read())
+        case .putBuffer:
+            request = .putBuffer(upload: try r.read(), buffer: try r.read(), firstPage: try r.read(), pageCount: try r.read())
         case .mergeLookup:
             let round: UInt32 = try r.read()
             let flags = MergeFlags(rawValue: try r.read())
@@ -193,6 +214,9 @@ public enum MessageKind: UInt16, Sendable {
     case verify = 15
     case clients = 16
     case mergeLookup = 17
+    case attachBuffer = 18
+    case putBuffer = 19
+    case detachBuffer = 20
 
     case welcome = 0x8001
     case pong = 0x8002

@@ -12,6 +12,8 @@ public enum LimitKind: String, Sendable, CaseIterable {
     case unstable
     /// `--max-upload-pages`
     case uploadPages = "upload_pages"
+    /// Shared buffers attached by one connection.
+    case buffers
     /// More candidates in one scan request than the protocol allows.
     case scanBatch = "scan_batch"
     /// `--region-size`: the shared page budget is spent.

@@ -63,6 +63,7 @@ public final class Service {
         session.uploads.removeAll()
         for (_, key) in session.mappings { unpin(key, in: domain) }
         session.mappings.removeAll()
+        session.buffers.removeAll()
         closeMerging(session)
         domain.clients -= 1
     }
@@ -131,7 +132,22 @@ public final class Service {
             session.uploads[handle] = Upload(length: length, totalPages: pages)
             return [.done]
         case .putPages(let handle, let stagingPage, let count):
-            try putPages(handle, stagingPage: stagingPage, count: count, session: session)
+            guard let staging = session.staging else { throw RequestFailure(.badStaging, "no staging memory") }
+            try putPages(handle, from: staging, named: "the staging memory", firstPage: stagingPage, count: count, session: session)
+            return [.done]
+        case .putBuffer(let handle, let buffer, let firstPage, let count):
+            guard let memory = session.buffers[buffer] else {
+                throw RequestFailure(.unknownHandle, "no buffer \(buffer) attached on this connection")
+            }
+            try putPages(handle, from: memory, named: "buffer \(buffer)", firstPage: firstPage, count: count, session: session)
+            return [.done]
+        case .attachBuffer:
+            // The server's event loop answers it (it maps the memfd the request carries).
+            throw RequestFailure(.badRequest, "attachBuffer must carry a sealed memfd")
+        case .detachBuffer(let buffer):
+            guard session.buffers.removeValue(forKey: buffer) != nil else {
+                throw RequestFailure(.unknownHandle, "no buffer \(buffer) attached on this connection")
+            }
             return [.done]
         case .putCommit(let handle):
             guard var upload = session.uploads[handle] else { throw RequestFailure(.unknownHandle, "no upload \(handle)") }
@@ -193,12 +209,26 @@ public final class Service {
         }
     }
 
-    private func putPages(_ handle: UInt32, stagingPage: UInt32, count: UInt32, session: Session) throws(RequestFailure) {
+    /// Where the server may read a shared buffer: checks a new one against the limits and
+    /// records it (the reply is `done` or the failure); the event loop maps the memfd and keeps
+    /// the mapping alive until detach.
+    public func attach(buffer: UInt32, bytes: UnsafeRawBufferPointer, session: Session) -> Reply {
+        guard session.buffers[buffer] == nil else { return .failure(.badRequest, "buffer \(buffer) already attached") }
+        guard session.buffers.count < limits.maxBuffers else {
+            let failure = limitReached(.buffers, session, "more than \(limits.maxBuffers) buffers attached")
+            return .failure(failure.code, failure.message)
+        }
+        session.buffers[buffer] = bytes
+        return .done
+    }
+
+    private func putPages(_ handle: UInt32, from memory: UnsafeRawBufferPointer, named name: String, firstPage stagingPage: UInt32,
+                          count: UInt32, session: Session) throws(RequestFailure) {
         guard var upload = session.uploads[handle] else { throw RequestFailure(.unknownHandle, "no upload \(handle)") }
-        guard let staging = session.staging else { throw RequestFailure(.badStaging, "no staging memory") }
+        let staging = memory
         let stagingPages = UInt64(staging.count / Page.size)
         guard count > 0, UInt64(stagingPage) + UInt64(count) <= stagingPages else {
-            throw RequestFailure(.badRequest, "pages \(stagingPage)+\(count) outside the staging memory (\(stagingPages) pages)")
+            throw RequestFailure(.badRequest, "pages \(stagingPage)+\(count) outside \(name) (\(stagingPages) pages)")
         }
         guard upload.receivedPages + UInt64(count) <= upload.totalPages else {
             throw RequestFailure(.badRequest, "more pages than the object's length")

@@ -13,6 +13,9 @@ public final class Session {
     public internal(set) var requestsServed: UInt64 = 0
     /// The client's staging memory, mapped read-only by the server once it has been validated.
     public var staging: UnsafeRawBufferPointer?
+    /// Shared buffers the client attached (objects written in place, put without a copy through
+    /// staging), by the client's name for them; mapped read-only by the event loop.
+    public internal(set) var buffers: [UInt32: UnsafeRawBufferPointer] = [:]
 
     var uploads: [UInt32: Upload] = [:]
     var mappings: [UInt32: UInt64] = [:]
@@ -74,5 +77,7 @@ public struct SessionLimits: Sendable, Equatable {
     /// 16 GiB by default. Committed objects belong to the domain and count against
     /// `maxDomainObjects` and the region instead.
     public var maxUploadPages: UInt64 = 1 << 22
+    /// Shared buffers one connection may have attached.
+    public var maxBuffers = 16
     public init() {}
 }

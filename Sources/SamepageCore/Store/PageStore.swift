@@ -148,14 +148,39 @@ public final class PageStore {
         wantedAhead: UInt64, placement: inout Placement?, into runs: inout RunBuilder
     ) throws(StoreError) {
         for i in 0..<pageCount {
-            copyPage(to: scratch, from: source + i * Page.size)
+            let page: PageNumber?
             if i == pageCount - 1, validBytesInLastPage < Page.size {
+                copyPage(to: scratch, from: source + i * Page.size)
                 (scratch + validBytesInLastPage).initializeMemory(
                     as: UInt8.self, repeating: 0, count: Page.size - validBytesInLastPage)
+                page = try store(scratch, placement: &placement, wantedAhead: wantedAhead - UInt64(i))
+            } else {
+                page = try store(fromClient: source + i * Page.size, placement: &placement, wantedAhead: wantedAhead - UInt64(i))
             }
-            let page = try store(scratch, placement: &placement, wantedAhead: wantedAhead - UInt64(i))
             if let page { runs.append(page) } else { runs.appendZero() }
         }
+    }
+
+    /// Stores one page read where the client put it. A page already stored costs a hash and a
+    /// compare, and no copy: the client may rewrite its page meanwhile and so fool only itself,
+    /// since a share happens only when memcmp finds the bytes equal to a stored page (the object
+    /// then holds that page's bytes). A new page is copied first, and everything after looks only
+    /// at the copy, which is hashed again: what goes into the region and the tree is what the
+    /// server owns.
+    private func store(fromClient source: UnsafeRawPointer, placement: inout Placement?, wantedAhead: UInt64) throws(StoreError) -> PageNumber? {
+        let hash = hasher.hash(source)
+        if hasher.isZero(source, hash: hash) {
+            counters.zeroPages += 1
+            return nil
+        }
+        let lookup = share(source, hash: hash)
+        if let page = lookup.page { return page }
+        copyPage(to: scratch, from: source)
+        guard hasher.hash(scratch) == hash else {
+            // The client changed the page between the hash and the copy: start over on the copy.
+            return try store(scratch, placement: &placement, wantedAhead: wantedAhead)
+        }
+        return try insert(scratch, hash: hash, copies: lookup.copies, placement: &placement, wantedAhead: wantedAhead)
     }
 
     /// Stores one page that the server owns; nil means it was all zeros.

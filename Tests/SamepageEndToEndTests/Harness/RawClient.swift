@@ -51,6 +51,15 @@ final class RawClient {
         return id
     }
 
+    /// Sends a request with an fd riding on it, and returns the reply.
+    func call(_ request: Request, passing descriptor: Int32) throws -> Reply {
+        let id = nextID
+        nextID += 1
+        let bytes = request.encode(requestID: id)
+        try bytes.withUnsafeBytes { try UnixSocket.send(socket.rawValue, $0, passing: descriptor) }
+        return try receive()
+    }
+
     func call(_ request: Request) throws -> Reply {
         try send(request)
         return try receive()
