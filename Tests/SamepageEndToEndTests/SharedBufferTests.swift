@@ -54,9 +54,9 @@ struct SharedBufferTests {
         #expect(try raw.call(.attachBuffer(buffer: 1), passing: sealed.rawValue) == .done)
         #expect(try raw.call(.attachBuffer(buffer: 1), passing: sealed.rawValue).failureCode == .badRequest)
         #expect(try raw.call(.putBegin(upload: 1, length: 8192)) == .done)
-        #expect(try raw.call(.putBuffer(upload: 1, buffer: 9, firstPage: 0, pageCount: 1)).failureCode == .unknownHandle)
-        #expect(try raw.call(.putBuffer(upload: 1, buffer: 1, firstPage: 1, pageCount: 2)).failureCode == .badRequest)
-        #expect(try raw.call(.putBuffer(upload: 1, buffer: 1, firstPage: 0, pageCount: 2)) == .done)
+        #expect(try raw.call(.putBuffer(upload: 1, buffer: 9, firstPage: 0, pageCount: 1, digests: [])).failureCode == .unknownHandle)
+        #expect(try raw.call(.putBuffer(upload: 1, buffer: 1, firstPage: 1, pageCount: 2, digests: [])).failureCode == .badRequest)
+        #expect(try raw.call(.putBuffer(upload: 1, buffer: 1, firstPage: 0, pageCount: 2, digests: [])) == .done)
         guard case .committed = try raw.call(.putCommit(upload: 1)) else { throw TestFailure("no commit") }
         #expect(try raw.call(.detachBuffer(buffer: 1)) == .done)
         #expect(try raw.call(.detachBuffer(buffer: 1)).failureCode == .unknownHandle)

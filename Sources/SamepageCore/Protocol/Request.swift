@@ -48,8 +48,10 @@ public enum Request: Equatable, Sendable {
     /// shrinking, that the client writes objects into and puts without copying them through
     /// staging. `buffer` is the client's name for it, unique per connection.
     case attachBuffer(buffer: UInt32)
-    /// Like `putPages`, from page `firstPage` of an attached buffer.
-    case putBuffer(upload: UInt32, buffer: UInt32, firstPage: UInt32, pageCount: UInt32)
+    /// Like `putPages`, from page `firstPage` of an attached buffer. `digests`, empty or one per
+    /// page (64-bit XXH3, seed 0, computed by the client on its own core), let the server find a
+    /// stored page by digest and only compare: a wrong digest costs a compare, never a share.
+    case putBuffer(upload: UInt32, buffer: UInt32, firstPage: UInt32, pageCount: UInt32, digests: [UInt64])
     case detachBuffer(buffer: UInt32)
 
     public var kind: MessageKind {
@@ -115,11 +117,13 @@ public enum Request: Equatable, Sendable {
             }
         case .attachBuffer(let buffer), .detachBuffer(let buffer):
             w.write(buffer)
-        case .putBuffer(let upload, let buffer, let firstPage, let pageCount):
+        case .putBuffer(let upload, let buffer, let firstPage, let pageCount, let digests):
             w.write(upload)
             w.write(buffer)
             w.write(firstPage)
             w.write(pageCount)
+            w.write(UInt32(digests.count))
+            for digest in digests { w.write(digest) }
         case .mergeRelease(let pages):
             w.write(UInt32(pages.count))
             for page in pages { w.write(page) }
@@ -174,7 +178,15 @@ public enum Request: Equatable, Sendable {
         case .attachBuffer: request = .attachBuffer(buffer: try r.read())
         case .detachBuffer: request = .detachBuffer(buffer: try r.read())
         case .putBuffer:
-            request = .putBuffer(upload: try r.read(), buffer: try r.read(), firstPage: try r.read(), pageCount: try r.read())
+            let upload: UInt32 = try r.read(), buffer: UInt32 = try r.read()
+            let firstPage: UInt32 = try r.read(), pageCount: UInt32 = try r.read()
+            let count: UInt32 = try r.read()
+            guard count == 0 || count == pageCount else { throw .badValue("\(count) digests for \(pageCount) pages") }
+            guard Int(count) <= r.remaining / 8 else { throw .truncated }
+            var digests: [UInt64] = []
+            digests.reserveCapacity(Int(count))
+            for _ in 0..<count { digests.append(try r.read()) }
+            request = .putBuffer(upload: upload, buffer: buffer, firstPage: firstPage, pageCount: pageCount, digests: digests)
         case .mergeLookup:
             let round: UInt32 = try r.read()
             let flags = MergeFlags(rawValue: try r.read())

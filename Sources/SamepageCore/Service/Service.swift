@@ -135,11 +135,12 @@ public final class Service {
             guard let staging = session.staging else { throw RequestFailure(.badStaging, "no staging memory") }
             try putPages(handle, from: staging, named: "the staging memory", firstPage: stagingPage, count: count, session: session)
             return [.done]
-        case .putBuffer(let handle, let buffer, let firstPage, let count):
+        case .putBuffer(let handle, let buffer, let firstPage, let count, let digests):
             guard let memory = session.buffers[buffer] else {
                 throw RequestFailure(.unknownHandle, "no buffer \(buffer) attached on this connection")
             }
-            try putPages(handle, from: memory, named: "buffer \(buffer)", firstPage: firstPage, count: count, session: session)
+            try putPages(handle, from: memory, named: "buffer \(buffer)", firstPage: firstPage, count: count,
+                         digests: digests.isEmpty ? nil : digests, session: session)
             return [.done]
         case .attachBuffer:
             // The server's event loop answers it (it maps the memfd the request carries).
@@ -223,7 +224,7 @@ public final class Service {
     }
 
     private func putPages(_ handle: UInt32, from memory: UnsafeRawBufferPointer, named name: String, firstPage stagingPage: UInt32,
-                          count: UInt32, session: Session) throws(RequestFailure) {
+                          count: UInt32, digests: [UInt64]? = nil, session: Session) throws(RequestFailure) {
         guard var upload = session.uploads[handle] else { throw RequestFailure(.unknownHandle, "no upload \(handle)") }
         let staging = memory
         let stagingPages = UInt64(staging.count / Page.size)
@@ -238,7 +239,7 @@ public final class Service {
         let source = staging.baseAddress! + Int(stagingPage) * Page.size
         let store = session.domain.store
         do {
-            try store.ingest(source, pageCount: Int(count),
+            try store.ingest(source, pageCount: Int(count), digests: digests,
                              validBytesInLastPage: isLast && tail != 0 ? tail : Page.size,
                              wantedAhead: upload.totalPages - upload.receivedPages,
                              placement: &upload.placement, into: &upload.runs)

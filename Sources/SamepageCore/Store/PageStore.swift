@@ -143,13 +143,26 @@ public final class PageStore {
     ///
     /// On `regionFull`, the pages already appended to `runs` keep their owners: the caller
     /// releases `runs` when it abandons the submission.
+    ///
+    /// With `digests` (one per page, from the client), a page is first looked up by digest and
+    /// compared with the page found; a page stored anew is filed by the digest the server
+    /// computes from its copy, so later puts with digests find it.
     public func ingest(
-        _ source: UnsafeRawPointer, pageCount: Int, validBytesInLastPage: Int = Page.size,
+        _ source: UnsafeRawPointer, pageCount: Int, digests: [UInt64]? = nil, validBytesInLastPage: Int = Page.size,
         wantedAhead: UInt64, placement: inout Placement?, into runs: inout RunBuilder
     ) throws(StoreError) {
         for i in 0..<pageCount {
             let page: PageNumber?
-            if i == pageCount - 1, validBytesInLastPage < Page.size {
+            if let digests, !(i == pageCount - 1 && validBytesInLastPage < Page.size) {
+                let content = source + i * Page.size
+                if let found = self.page(forDigest: digests[i]), memcmpPage(regionPage(found), content) {
+                    addOwner(found)
+                    page = found
+                } else {
+                    page = try store(fromClient: content, placement: &placement, wantedAhead: wantedAhead - UInt64(i),
+                                     fileByDigest: true)
+                }
+            } else if i == pageCount - 1, validBytesInLastPage < Page.size {
                 copyPage(to: scratch, from: source + i * Page.size)
                 (scratch + validBytesInLastPage).initializeMemory(
                     as: UInt8.self, repeating: 0, count: Page.size - validBytesInLastPage)
@@ -167,20 +180,28 @@ public final class PageStore {
     /// then holds that page's bytes). A new page is copied first, and everything after looks only
     /// at the copy, which is hashed again: what goes into the region and the tree is what the
     /// server owns.
-    private func store(fromClient source: UnsafeRawPointer, placement: inout Placement?, wantedAhead: UInt64) throws(StoreError) -> PageNumber? {
+    private func store(fromClient source: UnsafeRawPointer, placement: inout Placement?, wantedAhead: UInt64,
+                       fileByDigest: Bool = false) throws(StoreError) -> PageNumber? {
         let hash = hasher.hash(source)
         if hasher.isZero(source, hash: hash) {
             counters.zeroPages += 1
             return nil
         }
         let lookup = share(source, hash: hash)
-        if let page = lookup.page { return page }
+        if let page = lookup.page {
+            // Filed from the region's copy (once: the bitmap remembers), so the next put with
+            // digests finds it without hashing.
+            if fileByDigest { fileDigest(page) }
+            return page
+        }
         copyPage(to: scratch, from: source)
         guard hasher.hash(scratch) == hash else {
             // The client changed the page between the hash and the copy: start over on the copy.
             return try store(scratch, placement: &placement, wantedAhead: wantedAhead)
         }
-        return try insert(scratch, hash: hash, copies: lookup.copies, placement: &placement, wantedAhead: wantedAhead)
+        let page = try insert(scratch, hash: hash, copies: lookup.copies, placement: &placement, wantedAhead: wantedAhead)
+        if fileByDigest { fileDigest(page, digest: Self.digest(scratch)) }
+        return page
     }
 
     /// Stores one page that the server owns; nil means it was all zeros.
