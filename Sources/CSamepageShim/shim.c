@@ -203,15 +203,16 @@ static struct guard_ranges *_Atomic guard_mergeable;
 static __thread uintptr_t guard_last_address;
 static __thread unsigned guard_retries;
 
-static void guard_chain(int signo, siginfo_t *info, void *context) {
-    if ((guard_previous.sa_flags & SA_SIGINFO) && guard_previous.sa_sigaction != NULL) {
-        guard_previous.sa_sigaction(signo, info, context);
-    } else if (guard_previous.sa_handler == SIG_IGN || guard_previous.sa_handler == SIG_DFL) {
+// Hands a fault that is not ours to the handler installed before us.
+static void chain_signal(const struct sigaction *previous, int signo, siginfo_t *info, void *context) {
+    if ((previous->sa_flags & SA_SIGINFO) && previous->sa_sigaction != NULL) {
+        previous->sa_sigaction(signo, info, context);
+    } else if (previous->sa_handler == SIG_IGN || previous->sa_handler == SIG_DFL) {
         // Re-executing the faulting instruction with the default action kills the process with
         // the signal it would have died of without us.
         signal(signo, SIG_DFL);
     } else {
-        guard_previous.sa_handler(signo);
+        previous->sa_handler(signo);
     }
 }
 
@@ -283,13 +284,7 @@ static struct sigaction bus_previous;
 
 static void bus_handler(int signo, siginfo_t *info, void *context) {
     probe_recover();
-    if ((bus_previous.sa_flags & SA_SIGINFO) && bus_previous.sa_sigaction != NULL) {
-        bus_previous.sa_sigaction(signo, info, context);
-    } else if (bus_previous.sa_handler == SIG_IGN || bus_previous.sa_handler == SIG_DFL) {
-        signal(signo, SIG_DFL);
-    } else {
-        bus_previous.sa_handler(signo);
-    }
+    chain_signal(&bus_previous, signo, info, context);
 }
 
 static void guard_handler(int signo, siginfo_t *info, void *context) {
@@ -308,7 +303,7 @@ static void guard_handler(int signo, siginfo_t *info, void *context) {
             }
         }
     }
-    guard_chain(signo, info, context);
+    chain_signal(&guard_previous, signo, info, context);
 }
 
 void sp_guard_set_mergeable(const uintptr_t *pairs, size_t count) {

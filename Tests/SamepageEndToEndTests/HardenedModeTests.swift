@@ -94,7 +94,7 @@ struct HardenedModeTests {
         let result = try Command.run(Binaries.probe, ["stress", server.socket, "4096", "2", "2000"])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.hasPrefix("ok bad_pages=0"), "\(result.stdout)")
-        #expect((field(result.stdout, "most_merged") ?? 0) > 0, "\(result.stdout)")
+        #expect((reportField(result.stdout, "most_merged") ?? 0) > 0, "\(result.stdout)")
         let stats = try server.waitForStatistics { $0["region_bytes_used"] == 0 }
         #expect(stats["region_bytes_used"] == 0)
     }
@@ -105,13 +105,6 @@ struct HardenedModeTests {
         #expect(result.status != 0)
         #expect(result.stderr.contains("--segment-size"), "\(result.stderr)")
     }
-}
-
-private func field(_ line: String, _ name: String) -> Int? {
-    for part in line.split(whereSeparator: { $0 == " " || $0 == "\n" }) where part.hasPrefix(name + "=") {
-        return Int(part.dropFirst(name.count + 1))
-    }
-    return nil
 }
 
 /// The fds of this process that are region segment memfds.

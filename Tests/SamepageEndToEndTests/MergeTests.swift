@@ -35,12 +35,7 @@ struct MergeTests {
         return readLine(output)
     }
 
-    func field(_ line: String, _ name: String) -> Int? {
-        for part in line.split(separator: " ") where part.hasPrefix(name + "=") {
-            return Int(part.dropFirst(name.count + 1))
-        }
-        return nil
-    }
+    func field(_ line: String, _ name: String) -> Int? { reportField(line, name) }
 
     @Test("two processes with the same pages: the second process's pages merge with the first's")
     func mergesAcrossProcesses() throws {

@@ -68,3 +68,11 @@ enum Command {
         try run(Binaries.samepage, arguments + ["--socket", socket])
     }
 }
+
+/// The number after `name=` in a probe's report line ("ok scans=3 merged=976").
+func reportField(_ line: String, _ name: String) -> Int? {
+    for part in line.split(whereSeparator: { $0 == " " || $0 == "\n" }) where part.hasPrefix(name + "=") {
+        return Int(part.dropFirst(name.count + 1))
+    }
+    return nil
+}
