@@ -51,7 +51,8 @@ struct BenchTests {
         let result = try Command.run(Binaries.samepage, ["bench", "--workload", "put", "--size", "16M", "--rounds", "1", "--json"])
         #expect(result.status == 0, "\(result.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Double])
-        for key in ["memcpy into fresh memory", "memcmp", "put distinct", "put duplicate"] {
+        for key in ["memcpy into fresh memory", "memcpy into a fresh memfd", "memcmp", "put distinct", "put duplicate",
+                    "put distinct from a shared buffer", "put duplicate from a shared buffer"] {
             #expect((json[key] ?? 0) > 0.01, "\(key): \(json[key] ?? -1)")
         }
     }
