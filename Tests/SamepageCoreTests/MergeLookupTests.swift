@@ -135,6 +135,24 @@ struct MergeLookupTests {
         store._checkInvariants()
     }
 
+    @Test func aLeavingProcessGivesItsPagesBackInWholeExtents() throws {
+        let f = LookupFixture()
+        let a = try f.client(pid: 1), b = try f.client(pid: 2)
+        let contents = Array(UInt64(100)..<116)
+        _ = f.lookup(a, contents, keys: addresses(0xA000, 16))
+        _ = f.lookup(b, contents, keys: addresses(0xB000, 16))
+        let made = f.scan(b, contents, keys: addresses(0xB000, 16)).outcomes.compactMap(\.page)
+        #expect(made.count == 16)
+        _ = f.lookup(a, [], keys: [])  // A takes its hints: every page has two owners
+        f.service.close(a.session)
+        let backing = f.backing(b)
+        let before = backing.released.count
+        f.service.close(b.session)
+        // 16 consecutive pages freed at once: one extent (one hole punch), not 16.
+        #expect(backing.released.count - before == 1)
+        #expect(backing.releasedPages >= 16)
+    }
+
     @Test func aBatchLargerThanTheLimitIsRefused() throws {
         let f = LookupFixture()
         let a = try f.client()

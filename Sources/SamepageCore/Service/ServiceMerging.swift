@@ -167,9 +167,21 @@ extension Service {
         for (page, count) in wanted {
             let left = session.merged[page]! - count
             session.merged[page] = left == 0 ? nil : left
-            for _ in 0..<count { session.domain.store.release([PageRun(start: page, count: 1)]) }
         }
+        session.domain.store.release(Self.runs(of: wanted))
         return [.done]
+    }
+
+    /// References to drop, as runs in page order: the store frees consecutive pages as one
+    /// extent, so a process that leaves with 100k merged pages costs a few hole punches, not 100k
+    /// (one each took ~30 µs: a second of the event loop).
+    static func runs(of references: [PageNumber: UInt32]) -> [PageRun] {
+        var runs: [PageRun] = []
+        runs.reserveCapacity(references.count)
+        for page in references.keys.sorted() {
+            for _ in 0..<references[page]! { runs.append(PageRun(start: page, count: 1)) }
+        }
+        return runs
     }
 
     func scanReport(_ report: ScanReport, session: Session) -> [Reply] {
@@ -182,9 +194,7 @@ extension Service {
         let domain = session.domain
         domain.unstable.removeAll(of: session.id, hashes: session.unstableHashes)
         session.unstableHashes.removeAll()
-        for (page, count) in session.merged {
-            for _ in 0..<count { domain.store.release([PageRun(start: page, count: 1)]) }
-        }
+        domain.store.release(Self.runs(of: session.merged))
         session.merged.removeAll()
         session.pendingHints.removeAll()
         domain.forget(session)
