@@ -21,7 +21,7 @@ import SystemPackage
 public final class Server {
     public let configuration: ServerConfiguration
     public let service: Service
-    private let logger: Logger
+    let logger: Logger
     private let ring: IoUring
     private let listener: OwnedDescriptor
     /// The signalfd for SIGINT/SIGTERM, -1 when signals are left alone. Closed in deinit.
@@ -38,7 +38,7 @@ public final class Server {
     private let statisticsExchange: StatisticsExchange?
     /// Where the eventfd reads of those two land (8 bytes each, heap: the kernel writes them).
     private let wakeupBuffer: UnsafeMutableRawPointer
-    private let metrics = LoopMetrics()
+    let metrics = LoopMetrics()
 
     private enum Operation: UInt64 {
         case accept = 1, receive, send, signal, acceptRetry, wakeup, statisticsRequest
@@ -373,43 +373,6 @@ public final class Server {
         metrics.requestHandled(request.kind, duration: ContinuousClock.now - started)
     }
 
-    /// Before a reply that names region pages: tells the client which of its segment fds are out
-    /// of date (retired since), and sends the fd of every segment the reply names that the client
-    /// does not hold in its current generation. A region of one segment sends it with welcome.
-    private func sendSegments(for reply: Reply, requestID: UInt64, on connection: Connection) {
-        guard let region = connection.region, region.segmentCount > 1 else { return }
-        if region.retirements != connection.retirementsSeen {
-            connection.retirementsSeen = region.retirements
-            for (index, generation) in connection.segmentGenerations where region.generation(ofSegment: index) != generation {
-                connection.segmentGenerations[index] = nil
-                connection.enqueue(.segment(index: index, generation: generation, attached: false), requestID: requestID)
-            }
-        }
-        let segmentPages = UInt32(region.segmentBytes / UInt64(Page.size))
-        reply.forEachRegionRun { start, count in
-            var segment = start / segmentPages
-            let last = (start + count - 1) / segmentPages
-            while segment <= last {
-                sendSegment(segment, of: region, requestID: requestID, on: connection)
-                segment += 1
-            }
-        }
-    }
-
-    private func sendSegment(_ index: UInt32, of region: any ServedRegion, requestID: UInt64, on connection: Connection) {
-        let generation = region.generation(ofSegment: index)
-        guard connection.segmentGenerations[index] != generation else { return }
-        do {
-            let fd = OwnedDescriptor(taking: try Syscall.duplicate(region.descriptor(ofSegment: index)))
-            connection.enqueue(.segment(index: index, generation: generation, attached: true), requestID: requestID, passing: fd)
-            connection.segmentGenerations[index] = generation
-        } catch {
-            // Out of fds: the client's call that needs this segment fails with a clear error
-            // ("no fd for region segment"); the next reply naming it tries again.
-            logger.warning("cannot send a region segment", metadata: ["connection": "\(connection.id)", "error": "\(error)"])
-        }
-    }
-
     /// `--hardened` needs F_SEAL_FUTURE_WRITE (Linux 5.1): refuse to start without it rather
     /// than serve a region that is not what the flag promises.
     private static func checkFutureWriteSeal() throws {
@@ -462,48 +425,6 @@ public final class Server {
         } catch {
             violation("cannot serve this client: \(error)", requestID: requestID, on: connection, code: .internalError)
         }
-    }
-
-    private struct StagingRefused: Error { var message: String }
-
-    /// Maps a shared buffer's memfd (checked like staging memory: a memfd, sealed against
-    /// shrinking, whole pages) and lends it to the service.
-    private func attachBuffer(_ buffer: UInt32, session: Session, on connection: Connection) -> Reply {
-        guard let fd = connection.takeReceivedDescriptor() else {
-            return .failure(.badStaging, "attachBuffer must carry a memfd")
-        }
-        let mapping: MemoryMapping
-        do {
-            mapping = try mapClientMemfd(fd, limit: configuration.maxBufferBytes, what: "buffer")
-        } catch let failure as StagingRefused {
-            metrics.refused(.badStaging)
-            return .failure(.badStaging, failure.message)
-        } catch {
-            return .failure(.internalError, "cannot map the buffer: \(error)")
-        }
-        let reply = service.attach(buffer: buffer, bytes: UnsafeRawBufferPointer(mapping.bytes), session: session)
-        if reply == .done { connection.buffers[buffer] = BufferMapping(mapping) }
-        return reply
-    }
-
-    /// Every fd a client sends is hostile (design.md section 2): a staging memfd that could shrink
-    /// would SIGBUS the server while it reads, so it must be sealed against shrinking, and its
-    /// size must be whole pages within the limit.
-    private func mapStaging(_ fd: consuming OwnedDescriptor) throws -> MemoryMapping {
-        try mapClientMemfd(fd, limit: configuration.maxStagingBytes, what: "staging")
-    }
-
-    /// Maps a memfd a client sent, read-only, after the checks every client fd needs.
-    private func mapClientMemfd(_ fd: consuming OwnedDescriptor, limit: UInt64, what: String) throws -> MemoryMapping {
-        guard let seals = try? Memfd.seals(of: fd.rawValue) else {
-            throw StagingRefused(message: "\(what) fd is not a memfd")
-        }
-        guard seals.contains(.shrink) else { throw StagingRefused(message: "\(what) memfd must be sealed with F_SEAL_SHRINK") }
-        let size = try Syscall.fileSize(fd.rawValue)
-        guard size > 0, size % UInt64(Page.size) == 0, size <= limit else {
-            throw StagingRefused(message: "\(what) memfd of \(size) bytes: must be whole pages, at most \(limit)")
-        }
-        return try MemoryMapping(fd: fd.rawValue, length: Int(size), writable: false, shared: true)
     }
 
     /// A protocol violation: tell the client why, then close its connection after the reply.
