@@ -10,15 +10,7 @@ public enum TCPSocket {
         precondition(address.count == 4)
         let fd = OwnedDescriptor(taking: try Syscall.socket(AF_INET, Int32(SOCK_STREAM.rawValue)))
         try Syscall.setSocketOption(fd.rawValue, SOL_SOCKET, SO_REUSEADDR, Int32(1))
-        var socketAddress = sockaddr_in()
-        socketAddress.sin_family = sa_family_t(AF_INET)
-        socketAddress.sin_port = port.bigEndian
-        withUnsafeMutableBytes(of: &socketAddress.sin_addr) { $0.copyBytes(from: address) }
-        try withUnsafePointer(to: &socketAddress) { p throws(Errno) in
-            try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(Errno) in
-                try Syscall.bind(fd.rawValue, sa, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
+        try withAddress(address, port) { sa, length throws(Errno) in try Syscall.bind(fd.rawValue, sa, length) }
         try Syscall.listen(fd.rawValue, backlog: backlog)
         return fd
     }
@@ -27,16 +19,22 @@ public enum TCPSocket {
     public static func connect(address: [UInt8], port: UInt16) throws(Errno) -> OwnedDescriptor {
         precondition(address.count == 4)
         let fd = OwnedDescriptor(taking: try Syscall.socket(AF_INET, Int32(SOCK_STREAM.rawValue)))
+        try withAddress(address, port) { sa, length throws(Errno) in try Syscall.connect(fd.rawValue, sa, length) }
+        return fd
+    }
+
+    /// Calls `body` with a sockaddr_in for `address` (4 bytes) and `port`, as bind and connect take it.
+    private static func withAddress(_ address: [UInt8], _ port: UInt16,
+                                    _ body: (UnsafePointer<sockaddr>, socklen_t) throws(Errno) -> Void) throws(Errno) {
         var socketAddress = sockaddr_in()
         socketAddress.sin_family = sa_family_t(AF_INET)
         socketAddress.sin_port = port.bigEndian
         withUnsafeMutableBytes(of: &socketAddress.sin_addr) { $0.copyBytes(from: address) }
         try withUnsafePointer(to: &socketAddress) { p throws(Errno) in
             try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(Errno) in
-                try Syscall.connect(fd.rawValue, sa, socklen_t(MemoryLayout<sockaddr_in>.size))
+                try body(sa, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        return fd
     }
 
     /// Bounds how long a blocking receive or send on `fd` may wait (EAGAIN after that), so one
