@@ -15,7 +15,8 @@ struct Bench: ParsableCommand {
               scattered  the shared pages are drawn at random from a pool: every merge its own run
               zeros      every page zero (use_zero_pages on, for both)
               churn      every page rewritten all the time: nothing should merge; the overhead
-              put        the object store: put --size of distinct bytes, then the same bytes again
+              put        the object store: put --size of distinct bytes, then the same bytes again,
+                         from ordinary memory (through staging) and from a shared buffer (in place)
 
             The merge workloads run Samepage, then the kernel's KSM on the same workload (full
             speed: pages_to_scan=100000 sleep_millisecs=0; and, unless --no-ksm-defaults, its
