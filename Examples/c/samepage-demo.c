@@ -67,6 +67,25 @@ int main(int argc, char **argv) {
     printf("delete twice: %s\n", samepage_strerror(rc));
     printf("mapped, copied on write, deleted\n");
 
+    /* A shared buffer: the object written in place, put without a copy; twice: stored once. */
+    samepage_buffer_t *buf;
+    void *place;
+    CHECK(samepage_buffer_create(sp, len, &buf, &place));
+    memcpy(place, data, len);
+    CHECK(samepage_put_buffer(sp, buf, len, &a));
+    CHECK(samepage_put_buffer(sp, buf, len, &b));
+    CHECK(samepage_stats(sp, &stats));
+    EXPECT(stats.pages_shared == 256 && stats.pages_sharing == 256);
+    memset(place, 0, len);                         /* the buffer is ours again */
+    CHECK(samepage_map(sp, &a, SAMEPAGE_MAP_READONLY, &addr, &mapped));
+    EXPECT(mapped == len && memcmp(addr, data, len) == 0);
+    CHECK(samepage_unmap(sp, addr, mapped));
+    EXPECT(samepage_put_buffer(sp, buf, len + 4096, &a) == -EINVAL);
+    CHECK(samepage_delete(sp, &a));
+    CHECK(samepage_delete(sp, &b));
+    samepage_buffer_free(buf);
+    printf("shared buffer put twice: stored once\n");
+
     /* Mergeable memory: 256 equal pages of this process merge in place. */
     CHECK(samepage_set_param(sp, "run", 0));      /* scan synchronously below */
     EXPECT(samepage_set_param(sp, "no_such_knob", 1) == -EINVAL);

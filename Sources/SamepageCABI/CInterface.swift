@@ -85,6 +85,31 @@ public func samepage_put(_ sp: OpaquePointer?, _ data: UnsafeRawPointer?, _ leng
     }
 }
 
+@_cdecl("samepage_buffer_create")
+public func samepage_buffer_create(_ sp: OpaquePointer?, _ length: Int, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                                   _ data: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {
+    guard let client = client(sp), let out, let data, length >= 0 else { return -EINVAL }
+    return call { () throws(SamepageError) in
+        let buffer = try client.makeBuffer(length: length)
+        data.pointee = buffer.bytes.baseAddress
+        out.pointee = OpaquePointer(Unmanaged.passRetained(buffer).toOpaque())
+    }
+}
+
+@_cdecl("samepage_put_buffer")
+public func samepage_put_buffer(_ sp: OpaquePointer?, _ buffer: OpaquePointer?, _ length: Int,
+                                _ out: UnsafeMutablePointer<samepage_id_t>?) -> Int32 {
+    guard let client = client(sp), let buffer, let out else { return -EINVAL }
+    let shared = Unmanaged<SharedBuffer>.fromOpaque(UnsafeRawPointer(buffer)).takeUnretainedValue()
+    return call { () throws(SamepageError) in store(try client.put(shared, length: length), into: out) }
+}
+
+@_cdecl("samepage_buffer_free")
+public func samepage_buffer_free(_ buffer: OpaquePointer?) {
+    guard let buffer else { return }
+    Unmanaged<SharedBuffer>.fromOpaque(UnsafeRawPointer(buffer)).release()
+}
+
 @_cdecl("samepage_map")
 public func samepage_map(_ sp: OpaquePointer?, _ id: UnsafePointer<samepage_id_t>?, _ flags: Int32,
                          _ address: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ length: UnsafeMutablePointer<Int>?) -> Int32 {

@@ -34,6 +34,7 @@ struct CInterfaceTests {
         #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
         #expect(run.stdout.hasSuffix("ok\n"), "\(run.stdout)")
         #expect(run.stdout.contains("ksm_merging_pages 256"))
+        #expect(run.stdout.contains("shared buffer put twice: stored once"), "\(run.stdout)")
         let stats = try server.waitForStatistics { $0["region_bytes_used"] == 0 }
         #expect(stats["region_bytes_used"] == 0, "the C program's pages were released")
     }

@@ -72,6 +72,14 @@ int  samepage_connect(const char *socket_path, samepage_t **out);
 void samepage_disconnect(samepage_t *sp);
 
 int  samepage_put(samepage_t *sp, const void *data, size_t len, samepage_id_t *out_id);
+
+/* Shared buffers: write an object in place, then put it without a copy (create, fill, put).
+   *data points at len bytes (rounded up to whole pages, zero-filled) until samepage_buffer_free;
+   the buffer may be rewritten as soon as samepage_put_buffer returns. */
+typedef struct samepage_buffer samepage_buffer_t;
+int  samepage_buffer_create(samepage_t *sp, size_t len, samepage_buffer_t **out, void **data);
+int  samepage_put_buffer(samepage_t *sp, samepage_buffer_t *buf, size_t len, samepage_id_t *out_id);
+void samepage_buffer_free(samepage_buffer_t *buf);
 int  samepage_map(samepage_t *sp, const samepage_id_t *id, int flags, void **addr, size_t *len);
 int  samepage_unmap(samepage_t *sp, void *addr, size_t len);
 int  samepage_delete(samepage_t *sp, const samepage_id_t *id);
