@@ -370,6 +370,8 @@ public final class SamepageClient: @unchecked Sendable {
         } catch {
             throw .system("cannot reserve \(total) bytes of address space", error)
         }
+        // The segment fds once for all the runs (a copy of the table's small dictionary).
+        let segments = session.segments.snapshot()
         var offset = 0
         for run in runs {
             let bytes = Int(run.count) * Page.size
@@ -379,7 +381,7 @@ public final class SamepageClient: @unchecked Sendable {
                 var done = 0
                 while done < Int(run.count) {
                     do throws(SamepageError) {
-                        let place = try session.segments.location(ofPage: run.start + UInt32(done))
+                        let place = try segments.location(ofPage: run.start + UInt32(done))
                         let count = min(Int(run.count) - done, place.pagesInSegment)
                         do {
                             _ = try Syscall.mmap(base + offset + done * Page.size, count * Page.size, prot,

@@ -65,10 +65,6 @@ final class SegmentTable {
 
     func descriptor(ofSegment index: UInt32) -> Int32? { entries[index]?.fd }
 
-    func location(ofPage page: PageNumber) throws(SamepageError) -> SegmentLocation {
-        try snapshot().location(ofPage: page)
-    }
-
     /// The fds as they are now, for use outside the client lock (the merge engine maps pages it
     /// holds references to, whose segments cannot be retired meanwhile).
     func snapshot() -> SegmentSnapshot {

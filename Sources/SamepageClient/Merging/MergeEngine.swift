@@ -6,16 +6,19 @@ import SamepageSystem
 // Mergeable memory, client side: KSM's scanner, run by the process on its own memory.
 //
 // Each full scan visits every page of every mergeable range once, in address order, in slices
-// that fit the staging memory:
-//   - the slice is copied into staging with process_vm_readv (a page the application made
-//     unreadable meanwhile is skipped, never faulted on) and /proc/self/pagemap is read for it;
+// of 2 MiB:
+//   - the slice's pages are hashed where they are (XXH3-64, seed 0: the digest; a page the
+//     application unmapped or protected meanwhile faults into the shim's probe and is skipped),
+//     and /proc/self/pagemap is read for it when it has merged or discarded pages;
 //   - a merged page whose pagemap entry is no longer the file page had its copy-on-write broken
 //     by a write: its region reference is released (lazily, on this scan);
-//   - a page whose checksum changed since the last scan is volatile and skipped; one whose
-//     checksum held is a candidate, sent to the server with the others of the slice;
+//   - a page whose checksum (the digest's low half) changed since the last scan is volatile and
+//     skipped; one whose checksum held is a candidate, sent to the server by digest with the
+//     others of the slice (`mergeLookup`); the pages the server asks the bytes of
+//     (`needContent`) are copied to staging and sent (`mergeScan`);
 //   - the server answers merge (with a region page), zero or unstable, plus hints: merges of
 //     pages of earlier slices that found their pair now (see ServiceMerging.swift);
-//   - merges are applied in place, longest runs first, within the VMA budget (InPlaceMerge.swift).
+//   - merges are applied in place, longest runs first, within the VMA budget.
 // So a page merges on its second scan at the earliest, as in KSM.
 final class MergeEngine: @unchecked Sendable {
     /// The client owns the engine; the engine only borrows it. Calls from the application hold
@@ -50,10 +53,9 @@ final class MergeEngine: @unchecked Sendable {
     private var generation: Int
     private var pagemapFD: Int32 = -1
     private var scanner: ScannerThread?
-    /// Pages read and checked per scan request: 2 MiB. The slice is read straight into the
-    /// staging memory (candidates are then moved down only when volatile pages sit between
-    /// them), and the staging pages are given back after each full scan: a scanning process keeps
-    /// at most this much of staging resident, and only while it scans.
+    /// Pages read and checked per scan request: 2 MiB. Only the pages whose bytes the server asks
+    /// for go through staging, and the staging pages are given back after each full scan: a
+    /// scanning process keeps at most this much of staging resident, and only while it scans.
     static let slicePages = 512
 
     init(client: SamepageClient, regionView: UnsafeRawPointer, regionBytes: Int, generation: Int) {
@@ -252,7 +254,6 @@ final class MergeEngine: @unchecked Sendable {
     private func scanSliceHoldingStaging(_ range: MergeRange, _ from: Int, _ to: Int) throws(SamepageError) {
         let count = to - from
         let staging = client.stagingBase
-        let slice = staging
         let sliceAddress = UnsafeRawPointer(bitPattern: range.address(from))!
         // Pagemap entries of the slice: bit 63 present, bit 61 file page (still the region's).
         var pagemap = [UInt64](repeating: 0, count: count)
@@ -356,7 +357,7 @@ final class MergeEngine: @unchecked Sendable {
                 var end = i + 1
                 while end < outcomes.count && outcomes[end] == .needContent && candidates[end] == candidates[end - 1] + 1 { end += 1 }
                 let source = sliceAddress + (candidates[i] - from) * 4096
-                let copied = sp_copy_pages_in_place(slice + wanted.count * 4096, source, end - i)
+                let copied = sp_copy_pages_in_place(staging + wanted.count * 4096, source, end - i)
                 wanted += Array(i..<(i + copied))
                 for lost in (i + copied)..<end { outcomes[lost] = .unstable }
                 i = end
