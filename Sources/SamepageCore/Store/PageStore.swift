@@ -2,18 +2,18 @@
 //
 // How a page is stored
 // --------------------
-// A submitted page is first copied out of the client's staging memory into a scratch page the
-// server owns. Everything after that looks only at the copy: the client may rewrite its
-// staging page while we work, and it can then only fool itself. The copy is hashed with XXH3
-// (seeded per domain) and:
+// A submitted page is hashed with XXH3 (seeded per domain) where the client put it, and:
 //
 //   1. if it is all zeros it is not stored at all: the object records a zero run, the client
 //      maps anonymous zero-fill memory there, and `ksm_zero_pages` counts it;
 //   2. otherwise the stable tree yields the region pages filed under the hash's tag, and each is
-//      compared with the copy by memcmp. The first equal page that still has fewer than
-//      `max_page_sharing` owners gains an owner: that is a share;
-//   3. otherwise the copy goes into a fresh region page, taken from the submission's placement
-//      (a contiguous extent reserved for it), and is filed in the tree.
+//      compared with the page by memcmp. The first equal page that still has fewer than
+//      `max_page_sharing` owners gains an owner: that is a share. The client may rewrite its
+//      page meanwhile; it fools only itself, since its object then holds the stored bytes;
+//   3. otherwise the page is copied into a scratch page the server owns and hashed again there
+//      (everything after looks only at the copy), then goes into a fresh region page, taken
+//      from the submission's placement (a contiguous extent reserved for it), and is filed in
+//      the tree. The backing may defer the write (RegionWriter: pwrite in runs).
 //
 // The hash only narrows the candidates. memcmp decides, always: a collision costs a compare.
 //
