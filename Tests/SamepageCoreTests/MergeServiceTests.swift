@@ -85,7 +85,7 @@ private final class MergeFixture: ServiceHarness {
             domain.store._checkInvariants()
             var held: [PageNumber: UInt32] = [:]
             for session in domain.sessions.values {
-                for (page, n) in session.merged { held[page, default: 0] += n }
+                session.merged.forEach { page, n in held[page, default: 0] += n }
             }
             for (page, n) in held {
                 #expect(domain.store.owners(of: page) >= n, "page \(page) has fewer owners than merge references",
@@ -111,7 +111,7 @@ struct MergeServiceTests {
         #expect(f.owners(c, 0) == 2)
         #expect(f.owners(c, 1) == 2)
         #expect(c.session.mergedReferences == 2)
-        #expect(c.session.merged == [0: 1, 1: 1])
+        #expect(c.session.mergedByPage == [0: 1, 1: 1])
         #expect(owner.session.mergedReferences == 0)
         // Two pages gained an owner each; content 9 waits in the unstable tree.
         f.expectSharing(c, shared: 2, sharing: 2, unshared: 1, usedPages: 2)
@@ -120,7 +120,7 @@ struct MergeServiceTests {
 
         #expect(f.send(.mergeRelease(pages: [1]), c) == [.done])
         #expect(f.owners(c, 1) == 1)
-        #expect(c.session.merged == [0: 1])
+        #expect(c.session.mergedByPage == [0: 1])
         f.expectSharing(c, shared: 1, sharing: 1, unshared: 2, usedPages: 2)
         #expect(f.send(.mergeRelease(pages: [0]), c) == [.done])
         #expect(f.owners(c, 0) == 1)
@@ -169,8 +169,8 @@ struct MergeServiceTests {
         #expect(f.owners(a, 0) == 2)
         #expect(a.session.domain.unstableCount == 0)
         f.expectSharing(a, shared: 1, sharing: 1, unshared: 0, usedPages: 1)
-        #expect(a.session.merged == [0: 1])
-        #expect(b.session.merged == [0: 1])
+        #expect(a.session.mergedByPage == [0: 1])
+        #expect(b.session.mergedByPage == [0: 1])
         #expect(a.session.pendingHints == [MergeHint(key: 0xA000, page: 0)])
         #expect(b.session.pendingHints.isEmpty)
         f.checkInvariants()
@@ -199,7 +199,7 @@ struct MergeServiceTests {
         #expect(f.send(.mergeScan(round: 1, flags: [], stagingPage: 0, keys: []), a)
                 == [.mergeResults([], hints: [MergeHint(key: 0xA001, page: 0), MergeHint(key: 0xA000, page: 1)])])
         f.expectSharing(a, shared: 2, sharing: 2, unshared: 0, usedPages: 2)
-        #expect(a.session.merged == [0: 1, 1: 1])
+        #expect(a.session.mergedByPage == [0: 1, 1: 1])
         f.checkInvariants()
     }
 
@@ -209,7 +209,7 @@ struct MergeServiceTests {
         let r = try f.scan(c, [3, 4, 3], keys: [0x1000, 0x2000, 0x3000])
         #expect(r == ScanResult(outcomes: [.unstable, .unstable, .merge(0)], hints: [MergeHint(key: 0x1000, page: 0)]))
         #expect(f.owners(c, 0) == 2)
-        #expect(c.session.merged == [0: 2]) // the merge and the hint
+        #expect(c.session.mergedByPage == [0: 2]) // the merge and the hint
         #expect(c.session.pendingHints.isEmpty)
         f.expectSharing(c, shared: 1, sharing: 1, unshared: 1, usedPages: 1) // content 4 is unstable
         #expect(Content.matches(f.backing(c).page(0), id: 3))
@@ -227,7 +227,7 @@ struct MergeServiceTests {
         let r = try f.scan(a, [2, 2], keys: [0xA001, 0xA002])
         #expect(r == ScanResult(outcomes: [.unstable, .merge(1)],
                                 hints: [MergeHint(key: 0xA000, page: 0), MergeHint(key: 0xA001, page: 1)]))
-        #expect(a.session.merged == [0: 1, 1: 2])
+        #expect(a.session.mergedByPage == [0: 1, 1: 2])
         f.expectSharing(a, shared: 2, sharing: 2, unshared: 0, usedPages: 2)
         f.checkInvariants()
     }
@@ -471,7 +471,7 @@ struct MergeServiceTests {
         #expect(try f.scan(b, round: 1, [8], keys: [0xB002]).outcomes == [.unstable])
         #expect(domain.unstableCount == 3)
         // A new round keeps merge references: a still holds page 0.
-        #expect(a.session.merged == [0: 1])
+        #expect(a.session.mergedByPage == [0: 1])
         f.expectSharing(a, shared: 1, sharing: 1, unshared: 3, usedPages: 1)
         f.checkInvariants()
     }
@@ -485,13 +485,13 @@ struct MergeServiceTests {
         _ = try f.upload(other, [1]) // page 0, an object's
         #expect(try f.scan(c, [2, 2], keys: [0x1000, 0x2000]) ==
                 ScanResult(outcomes: [.unstable, .merge(1)], hints: [MergeHint(key: 0x1000, page: 1)]))
-        #expect(c.session.merged == [1: 2])
+        #expect(c.session.mergedByPage == [1: 2])
         let before = f.stats(c)
         let usedBefore = f.service.budget.used
 
         for pages: [PageNumber] in [[0], [5], [.max], [1, 1, 1], [1, 0], [0, 1], [1, 1, 2]] {
             f.expectFailure(f.send(.mergeRelease(pages: pages), c), .badRequest)
-            #expect(c.session.merged == [1: 2], "\(pages)")
+            #expect(c.session.mergedByPage == [1: 2], "\(pages)")
         }
         // Another connection of the domain holds no reference on page 1.
         f.expectFailure(f.send(.mergeRelease(pages: [1]), other), .badRequest)
@@ -504,7 +504,7 @@ struct MergeServiceTests {
 
         #expect(f.send(.mergeRelease(pages: []), c) == [.done])
         #expect(f.send(.mergeRelease(pages: [1, 1]), c) == [.done])
-        #expect(c.session.merged.isEmpty)
+        #expect(c.session.mergedByPage.isEmpty)
         #expect(f.owners(c, 1) == 0)
         #expect(f.backing(c).released == [ExtentAllocator.Extent(start: 1, count: 1)])
         #expect(f.service.budget.used == 1)
@@ -634,7 +634,7 @@ struct MergeServiceTests {
         #expect(try f.scan(d, [5], keys: [0xD100]).outcomes == [.merge(3)])
         // other's 6 waits too.
         #expect(try f.scan(other, [6], keys: [0x0100]).outcomes == [.unstable])
-        #expect(c.session.merged == [0: 1, 2: 2, 3: 1])
+        #expect(c.session.mergedByPage == [0: 1, 2: 2, 3: 1])
         #expect(c.session.pendingHints == [MergeHint(key: 0xC100, page: 3)])
         #expect(c.session.domain.unstableCount == 2)
         f.expectSharing(c, shared: 3, sharing: 3, unshared: 3, usedPages: 4)

@@ -140,19 +140,19 @@ struct StableTreeTests {
         }
     }
 
-    @Test func growsAtSeventyPercentLoadAndKeepsEveryEntry() {
+    @Test func growsAtEightyPercentLoadAndKeepsEveryEntry() {
         var tree = StableTree(minimumCapacity: 16)
         var expected: [UInt32: [PageNumber]] = [:]
         func add(_ tag: UInt32, _ page: PageNumber) {
             tree.insert(tag: tag, page: page)
             expected[tag, default: []].append(page)
         }
-        for p in 0..<11 as Range<PageNumber> { add(p % 3, p) }
-        #expect(tree.capacity == 16) // 11/16 <= 0.7
-        add(0, 11)
-        #expect(tree.capacity == 32) // 12/16 > 0.7
+        for p in 0..<12 as Range<PageNumber> { add(p % 3, p) }
+        #expect(tree.capacity == 16) // 12/16 <= 0.8
+        add(0, 12)
+        #expect(tree.capacity == 32) // 13/16 > 0.8
         tree._checkInvariants()
-        for p in 12..<1000 as Range<PageNumber> { add(p % 37, p) }
+        for p in 13..<1000 as Range<PageNumber> { add(p % 37, p) }
         tree._checkInvariants()
         #expect(tree.count == 1000)
         #expect(tree.capacity == 2048)

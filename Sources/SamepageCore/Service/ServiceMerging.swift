@@ -58,7 +58,7 @@ extension Service {
             let found = store.share(content, hash: hash)
             if let page = found.page {
                 store.fileDigest(page)
-                session.merged[page, default: 0] += 1
+                session.merged.add(1, to: page)
                 outcomes.append(.merge(page))
                 continue
             }
@@ -73,17 +73,17 @@ extension Service {
                     // Region full: nothing merges; both stay candidates.
                     domain.unstable.insert(hash: digest, partner)
                     domain.unstable.insert(hash: digest, me)
-                    session.unstableHashes.insert(digest)
+                    session.unstableHashes.append(digest)
                     session.unstableEntries += 1
                     outcomes.append(.unstable)
                     continue
                 }
                 store.fileDigest(page, digest: digest)
-                session.merged[page, default: 0] += 1
+                session.merged.add(1, to: page)
                 outcomes.append(.merge(page))
                 if let owner = partner.session == session.id ? session : domain.sessions[partner.session] {
                     store.addOwner(page)
-                    owner.merged[page, default: 0] += 1
+                    owner.merged.add(1, to: page)
                     let hint = MergeHint(key: partner.key, page: page)
                     if owner === session { hints.append(hint) } else { owner.pendingHints.append(hint) }
                 }
@@ -111,7 +111,7 @@ extension Service {
             }
             if let page = store.page(forDigest: digest) {
                 store.addOwner(page)
-                session.merged[page, default: 0] += 1
+                session.merged.add(1, to: page)
                 outcomes.append(.merge(page))
                 continue
             }
@@ -144,7 +144,7 @@ extension Service {
 
     private func fileUnstable(_ entry: UnstableTree.Entry, digest: UInt64, session: Session) {
         session.domain.unstable.insert(hash: digest, entry)
-        session.unstableHashes.insert(digest)
+        session.unstableHashes.append(digest)
         session.unstableEntries += 1
     }
 
@@ -158,10 +158,10 @@ extension Service {
     }
 
     func mergeRelease(_ pages: [PageNumber], session: Session) throws(RequestFailure) -> [Reply] {
-        // Validate everything first: a bad list changes nothing.
-        var wanted: [PageNumber: UInt32] = [:]
-        for page in pages { wanted[page, default: 0] += 1 }
-        for (page, count) in wanted where session.merged[page, default: 0] < count {
+        // Validate everything first: a bad list changes nothing. In page order, the references
+        // to drop are counted per page and freed as runs.
+        let wanted = Self.counted(pages.sorted())
+        for (page, count) in wanted where session.merged[page] ?? 0 < count {
             throw RequestFailure(.badRequest, "this connection holds no reference on region page \(page)")
         }
         for (page, count) in wanted {
@@ -172,14 +172,27 @@ extension Service {
         return [.done]
     }
 
-    /// References to drop, as runs in page order: the store frees consecutive pages as one
-    /// extent, so a process that leaves with 100k merged pages costs a few hole punches, not 100k
-    /// (one each took ~30 µs: a second of the event loop).
-    static func runs(of references: [PageNumber: UInt32]) -> [PageRun] {
+    /// Sorted pages, each with how many times it occurs.
+    static func counted(_ sortedPages: [PageNumber]) -> [(key: PageNumber, value: UInt32)] {
+        var counts: [(key: PageNumber, value: UInt32)] = []
+        for page in sortedPages {
+            if let last = counts.last, last.key == page {
+                counts[counts.count - 1].value += 1
+            } else {
+                counts.append((page, 1))
+            }
+        }
+        return counts
+    }
+
+    /// References to drop (pages in order, with counts), as runs: the store frees consecutive
+    /// pages as one extent, so a process that leaves with 100k merged pages costs a few hole
+    /// punches, not 100k (one each took ~30 µs: a second of the event loop).
+    static func runs(of references: [(key: PageNumber, value: UInt32)]) -> [PageRun] {
         var runs: [PageRun] = []
         runs.reserveCapacity(references.count)
-        for page in references.keys.sorted() {
-            for _ in 0..<references[page]! { runs.append(PageRun(start: page, count: 1)) }
+        for (page, count) in references {
+            for _ in 0..<count { runs.append(PageRun(start: page, count: 1)) }
         }
         return runs
     }
@@ -194,7 +207,7 @@ extension Service {
         let domain = session.domain
         domain.unstable.removeAll(of: session.id, hashes: session.unstableHashes)
         session.unstableHashes.removeAll()
-        domain.store.release(Self.runs(of: session.merged))
+        domain.store.release(Self.runs(of: session.merged.sortedByKey))
         session.merged.removeAll()
         session.pendingHints.removeAll()
         domain.forget(session)

@@ -13,7 +13,7 @@ extension Service {
         for object in domain.objects.values { hold(object.runs) }
         for session in domain.sessions.values {
             for upload in session.uploads.values { hold(upload.runs.runs) }
-            for (page, count) in session.merged { expected[page, default: 0] += count }
+            session.merged.forEach { page, count in expected[page, default: 0] += count }
         }
         var problems: [String] = []
         let store = domain.store

@@ -23,12 +23,13 @@ public final class Session {
 
     // Mergeable memory.
     /// References this connection holds on region pages for merged memory, by page.
-    var merged: [PageNumber: UInt32] = [:]
+    var merged = PageMap()
     /// Merges asked of this client's pages by other clients' scans, delivered with its next scan.
     var pendingHints: [MergeHint] = []
     var scanRound: UInt32 = 0
-    /// Hashes under which this client has unstable-tree entries.
-    var unstableHashes: Set<UInt64> = []
+    /// Hashes under which this client filed unstable-tree entries this round (a hash may be
+    /// listed twice; removing its entries twice is harmless).
+    var unstableHashes: [UInt64] = []
     /// Unstable-tree entries filed by this client in its current scan round.
     var unstableEntries = 0
     var scanReport: ScanReport?
@@ -46,7 +47,13 @@ public final class Session {
     var uploadPages: UInt64 { uploads.values.reduce(0) { $0 + $1.totalPages } }
     public var uploadCount: Int { uploads.count }
     /// Region-page references held for merged memory.
-    public var mergedReferences: Int { merged.values.reduce(0) { $0 + Int($1) } }
+    /// The merge references by page, as a Dictionary (tests, reports).
+    var mergedByPage: [PageNumber: UInt32] { merged.dictionary }
+    public var mergedReferences: Int {
+        var total = 0
+        merged.forEach { total += Int($1) }
+        return total
+    }
 }
 
 /// The credentials of a connected process (SO_PEERCRED).

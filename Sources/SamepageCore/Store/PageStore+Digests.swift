@@ -11,8 +11,8 @@ import CXXHash
 //
 // Why a second index beside the stable tree: the tree is keyed by a hash seeded with a secret
 // per domain, so that nobody can fill one tag with crafted collisions and make the server's
-// lookups slow. A digest is public (anyone can compute it), so it lives in a Swift Dictionary,
-// whose own per-process random seed makes crafted collisions pointless. Digests are computed
+// lookups slow. A digest is public (anyone can compute it), so it lives in a `PageMap` whose
+// buckets are a keyed mix of the digest (`TableSeed`): crafted collisions cannot be aimed. Digests are computed
 // by the server from bytes it owns (the stored page), never taken from a client: a client that
 // sends a false digest gets a page it will not match, or nothing.
 //
@@ -63,11 +63,9 @@ extension PageStore {
         if byDigest[Self.key(digest)] == page { byDigest[Self.key(digest)] = nil }
     }
 
-    /// Bytes the index takes: a Dictionary entry (key, value) per filed page at up to 3/4 load,
-    /// and the bitmap.
+    /// Bytes the index takes: an 8-byte slot per filed page at up to 4/5 load, and the bitmap.
     var digestIndexBytes: Int {
-        byDigest.capacity * (MemoryLayout<UInt32>.stride + MemoryLayout<PageNumber>.stride) + byDigest.capacity / 8
-            + digestFiled.capacity * 8
+        byDigest.memoryBytes + digestFiled.capacity * 8
     }
 
     func _checkDigestIndex() {
@@ -82,5 +80,6 @@ extension PageStore {
             }
         }
         precondition(filed == byDigest.count, "\(byDigest.count) digests for \(filed) filed pages")
+        byDigest._checkInvariants()
     }
 }

@@ -71,7 +71,7 @@ public final class PageStore {
     private let scratch: UnsafeMutableRawPointer
     /// The digest index (PageStore+Digests.swift): stored pages by their unseeded digest, and a
     /// bit per page saying it is filed there.
-    var byDigest: [UInt32: PageNumber] = [:]
+    var byDigest = PageMap()
     var digestFiled: [UInt64] = []
     /// Allocated pages per segment, when the region has several (hardened); empty otherwise.
     private var allocatedInSegment: [UInt32]
