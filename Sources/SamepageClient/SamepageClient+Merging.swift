@@ -49,8 +49,11 @@ extension SamepageClient {
     }
 
     /// Runs `count` full scans of this process's mergeable memory now (tests and benchmarks use
-    /// it the way KSM's tests wait for `full_scans`).
-    public func scan(fullScans count: Int) throws(SamepageError) {
+    /// it the way KSM's tests wait for `full_scans`). Returns this process's figures as the last
+    /// scan left them (what `processStatistics()` would say, without reading the page tables
+    /// again).
+    @discardableResult
+    public func scan(fullScans count: Int) throws(SamepageError) -> ProcessMergeStatistics {
         try mergeEngine().scan(fullScans: count)
     }
 

@@ -177,8 +177,8 @@ final class MergeEngine: @unchecked Sendable {
 
     // MARK: Scanning
 
-    /// Runs `count` full scans now, on the calling thread.
-    func scan(fullScans count: Int) throws(SamepageError) {
+    /// Runs `count` full scans now, on the calling thread; returns the figures it reported.
+    func scan(fullScans count: Int) throws(SamepageError) -> ProcessMergeStatistics {
         let target = lock.withLock { fullScans } + count
         while lock.withLock({ fullScans }) < target {
             let done = try lock.withLock { () throws(SamepageError) in try step(maxPages: .max) }
@@ -187,7 +187,7 @@ final class MergeEngine: @unchecked Sendable {
                 lock.withLock { completeFullScan() }
             }
         }
-        try report()
+        return try report(afterFullScan: true)
     }
 
     /// Scans up to `maxPages` pages from the cursor; true when a full scan completed.
@@ -265,18 +265,24 @@ final class MergeEngine: @unchecked Sendable {
             }
         }
         // The digests of the slice's pages that are not merged, hashed where they are (merged
-        // pages need only their pagemap entry). A page the application unmapped or protected
-        // meanwhile stops the hash there (the fault is caught): it is marked unreadable.
+        // pages need only their pagemap entry; pages smart_scan skips this time need nothing,
+        // as in KSM, which skips them before it computes their checksum). A page the application
+        // unmapped or protected meanwhile stops the hash there (the fault is caught): it is
+        // marked unreadable.
+        let smartScan = parameters.smartScan
+        func needsHash(_ index: Int) -> Bool {
+            range.state[index] == .normal && !(smartScan && range.skip[index] > 0)
+        }
         var readable = [Bool](repeating: true, count: count)
         var pageDigests = [UInt64](repeating: 0, count: count)
         var runStart = 0
         while runStart < count {
-            guard range.state[from + runStart] == .normal else {
+            guard needsHash(from + runStart) else {
                 runStart += 1
                 continue
             }
             var runEnd = runStart + 1
-            while runEnd < count && range.state[from + runEnd] == .normal { runEnd += 1 }
+            while runEnd < count && needsHash(from + runEnd) { runEnd += 1 }
             var next = runStart
             while next < runEnd {
                 let hashed = pageDigests.withUnsafeMutableBufferPointer { out in
@@ -632,9 +638,13 @@ final class MergeEngine: @unchecked Sendable {
         }
     }
 
-    func statistics() -> ProcessMergeStatistics {
+    /// This process's figures. `refresh` first brings page states up to date from the page
+    /// tables (a read of /proc/self/pagemap over every range with merged pages: with one mapping
+    /// per merged page, that walk was a third of a scattered workload's scanning time); right
+    /// after a full scan the states are as fresh as the scan left them.
+    func statistics(refresh: Bool = true) -> ProcessMergeStatistics {
         lock.withLock {
-            refreshStates()
+            if refresh { refreshStates() }
             var s = ProcessMergeStatistics()
             for range in ranges {
                 s.rmapItems += range.pageCount
@@ -655,9 +665,11 @@ final class MergeEngine: @unchecked Sendable {
         }
     }
 
-    /// Sends this process's scanner figures to the server (after each full scan).
-    func report() throws(SamepageError) {
-        let s = statistics()
+    /// Sends this process's scanner figures to the server (after each full scan, when the scan
+    /// just brought every page's state up to date) and returns them.
+    @discardableResult
+    func report(afterFullScan: Bool = false) throws(SamepageError) -> ProcessMergeStatistics {
+        let s = statistics(refresh: !afterFullScan)
         var report = ScanReport()
         report.pagesScanned = UInt64(s.pagesScanned)
         report.fullScans = UInt64(s.fullScans)
@@ -667,6 +679,7 @@ final class MergeEngine: @unchecked Sendable {
         report.mergingPages = UInt64(s.mergingPages)
         report.rmapItems = UInt64(s.rmapItems)
         try client.send(report)
+        return s
     }
 
     // MARK: The scanner thread
@@ -693,7 +706,7 @@ final class MergeEngine: @unchecked Sendable {
         let started = ContinuousClock.now
         let completed = (try? lock.withLock { () throws(SamepageError) in try step(maxPages: parameters.pagesToScan) }) ?? false
         if completed {
-            try? report()
+            _ = try? report(afterFullScan: true)
             lock.withLock { adviseScanRate(elapsed: ContinuousClock.now - started) }
         }
         return true

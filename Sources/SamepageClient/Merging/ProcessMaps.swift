@@ -1,19 +1,11 @@
 import Glibc
+import SamepageCore
 
 /// What /proc/self/maps says: the mappings' ranges and protections. The scanner reads it once a
 /// full scan: it counts the process's mappings (for the VMA budget) and tells which pages are
 /// readable and writable private memory (the only pages it merges).
 struct ProcessMaps {
-    struct Mapping {
-        var start: UInt
-        var end: UInt
-        var readable: Bool
-        var writable: Bool
-        var isPrivate: Bool
-        var prot: Int32 {
-            (readable ? PROT_READ : 0) | (writable ? PROT_WRITE : 0)
-        }
-    }
+    typealias Mapping = MapsText.Mapping
 
     var mappings: [Mapping] = []
 
@@ -29,19 +21,7 @@ struct ProcessMaps {
             if n <= 0 { break }
             bytes.append(contentsOf: chunk[0..<n])
         }
-        for line in bytes.split(separator: UInt8(ascii: "\n")) {
-            let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 2)
-            guard fields.count >= 2 else { continue }
-            let range = fields[0].split(separator: UInt8(ascii: "-"))
-            guard range.count == 2,
-                  let start = UInt(String(decoding: range[0], as: UTF8.self), radix: 16),
-                  let end = UInt(String(decoding: range[1], as: UTF8.self), radix: 16) else { continue }
-            let perms = Array(fields[1])
-            guard perms.count >= 4 else { continue }
-            result.mappings.append(Mapping(start: start, end: end, readable: perms[0] == UInt8(ascii: "r"),
-                                           writable: perms[1] == UInt8(ascii: "w"),
-                                           isPrivate: perms[3] == UInt8(ascii: "p")))
-        }
+        bytes.withUnsafeBufferPointer { result.mappings = MapsText.parse($0) }
         return result
     }
 
@@ -74,5 +54,11 @@ extension String {
         while let c = s.first, c.isWhitespace { s = s.dropFirst() }
         while let c = s.last, c.isWhitespace { s = s.dropLast() }
         return String(s)
+    }
+}
+
+extension MapsText.Mapping {
+    var prot: Int32 {
+        (readable ? PROT_READ : 0) | (writable ? PROT_WRITE : 0)
     }
 }
