@@ -3,6 +3,7 @@ import PackageDescription
 
 // Layers, bottom up (see docs/design.md):
 //   CXXHash, CURing, CSamepageShim  C libraries and the _GNU_SOURCE shim
+//   CPrefetch                       a cache prefetch hint for the core's tables
 //   SamepageCore                    no I/O: codec, stable tree, allocator, store, statistics
 //   SamepageSystem                  every syscall, fd and mapping owners, io_uring ring
 //   SamepageServer, SamepageClient  the two ends of the socket
@@ -44,9 +45,10 @@ let package = Package(
             name: "CSamepageShim",
             dependencies: ["CURing", "CXXHash"],
             cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])]),
+        .target(name: "CPrefetch"),
         .target(
             name: "SamepageCore",
-            dependencies: ["CXXHash"],
+            dependencies: ["CXXHash", "CPrefetch"],
             // The store's per-page loops touch its arrays through `self`; in release, the
             // run-time exclusivity checks of those accesses cost ~15% of a duplicate put
             // (samepage bench --workload put). Debug builds, which the tests run, keep them.

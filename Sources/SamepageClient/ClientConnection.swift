@@ -64,7 +64,16 @@ struct ClientConnection: ~Copyable {
     /// The next reply, which must answer `requestID` (replies come in request order). Failures
     /// are returned as `.failure`, not thrown: callers decide. `segment` frames on the way are
     /// applied to `segments`.
-    mutating func reply(to requestID: UInt64) throws(SamepageError) -> Reply {
+    ///
+    /// `quietly` waits in poll(POLLIN) before reading. A reader blocked in recvmsg is also woken
+    /// when the server reads the request (the kernel's unix_write_space wakes every sleeper on
+    /// the socket, not only writers), finds nothing and sleeps again: two wake-ups per request,
+    /// each a cross-CPU interrupt on this VM. For bulk traffic (scans, puts) that second wake-up
+    /// was ~15% of the client's and the server's CPU (`samepage bench --workload runs`); poll
+    /// filters it out. Single interactive requests keep the blocking read: its early wake-up
+    /// has the client running again when the reply comes, which hides the wake-up latency
+    /// (`samepage ping` 20 µs instead of 90-110 µs when waiting in poll).
+    mutating func reply(to requestID: UInt64, quietly: Bool = false) throws(SamepageError) -> Reply {
         if let broken { throw .connectionLost(broken) }
         while true {
             do {
@@ -91,6 +100,10 @@ struct ClientConnection: ~Copyable {
             let n: Int
             var descriptor: OwnedDescriptor?
             do {
+                if quietly {
+                    var fds = [pollfd(fd: socket.rawValue, events: Int16(POLLIN), revents: 0)]
+                    _ = try? Syscall.poll(&fds, timeoutMilliseconds: -1)
+                }
                 n = try UnixSocket.receive(socket.rawValue, into: buffer, descriptor: &descriptor)
             } catch {
                 broken = "receive failed: \(error)"
@@ -113,9 +126,9 @@ struct ClientConnection: ~Copyable {
     }
 
     /// Sends a request and waits for its reply; a failure reply is thrown.
-    mutating func call(_ request: Request) throws(SamepageError) -> Reply {
+    mutating func call(_ request: Request, quietly: Bool = false) throws(SamepageError) -> Reply {
         let id = try send(request)
-        return try Self.check(try reply(to: id))
+        return try Self.check(try reply(to: id, quietly: quietly))
     }
 
     static func check(_ reply: Reply) throws(SamepageError) -> Reply {

@@ -47,8 +47,10 @@ extension SamepageClient {
                 first += count
             }
             var failure: SamepageError?
+            // More than one request in flight is bulk traffic: wait quietly (ClientConnection.reply).
+            let quietly = sent.count > 2
             for id in sent {
-                if case .failure(let code, let message) = try receive(id), failure == nil { failure = .server(code, message) }
+                if case .failure(let code, let message) = try receive(id, quietly: quietly), failure == nil { failure = .server(code, message) }
             }
             if let failure {
                 _ = try? receive(try send(.putAbort(upload: upload)))

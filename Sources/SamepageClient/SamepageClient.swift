@@ -102,8 +102,8 @@ public final class SamepageClient: @unchecked Sendable {
         try connection().connection.send(request, passing: descriptor)
     }
 
-    func receive(_ requestID: UInt64) throws(SamepageError) -> Reply {
-        try connection().connection.reply(to: requestID)
+    func receive(_ requestID: UInt64, quietly: Bool = false) throws(SamepageError) -> Reply {
+        try connection().connection.reply(to: requestID, quietly: quietly)
     }
 
     /// A buffer going away: the server unmaps it (best effort: a connection that is gone took
@@ -156,7 +156,7 @@ public final class SamepageClient: @unchecked Sendable {
     /// Sends candidates already copied to the start of staging; the caller holds the engine lock.
     func mergeScan(round: UInt32, flags: MergeFlags, keys: [UInt64]) throws(SamepageError) -> ([MergeOutcome], [MergeHint]) {
         try lock.withLock { () throws(SamepageError) in
-            let reply = try connection().connection.call(.mergeScan(round: round, flags: flags, stagingPage: 0, keys: keys))
+            let reply = try connection().connection.call(.mergeScan(round: round, flags: flags, stagingPage: 0, keys: keys), quietly: true)
             guard case .mergeResults(let outcomes, let hints) = reply else { throw ClientConnection.unexpected(reply, "mergeResults") }
             return (outcomes, hints)
         }
@@ -165,7 +165,7 @@ public final class SamepageClient: @unchecked Sendable {
     /// Sends candidates by digest; the caller holds the engine lock.
     func mergeLookup(round: UInt32, flags: MergeFlags, keys: [UInt64], digests: [UInt64]) throws(SamepageError) -> ([MergeOutcome], [MergeHint]) {
         try lock.withLock { () throws(SamepageError) in
-            let reply = try connection().connection.call(.mergeLookup(round: round, flags: flags, keys: keys, digests: digests))
+            let reply = try connection().connection.call(.mergeLookup(round: round, flags: flags, keys: keys, digests: digests), quietly: true)
             guard case .mergeResults(let outcomes, let hints) = reply else { throw ClientConnection.unexpected(reply, "mergeResults") }
             return (outcomes, hints)
         }
@@ -177,7 +177,7 @@ public final class SamepageClient: @unchecked Sendable {
             var index = 0
             while index < pages.count {
                 let end = min(pages.count, index + 8192)
-                _ = try connection().connection.call(.mergeRelease(pages: Array(pages[index..<end])))
+                _ = try connection().connection.call(.mergeRelease(pages: Array(pages[index..<end])), quietly: true)
                 index = end
             }
         }
@@ -198,7 +198,7 @@ public final class SamepageClient: @unchecked Sendable {
     }
 
     func send(_ report: ScanReport) throws(SamepageError) {
-        try lock.withLock { () throws(SamepageError) in _ = try connection().connection.call(.scanReport(report)) }
+        try lock.withLock { () throws(SamepageError) in _ = try connection().connection.call(.scanReport(report), quietly: true) }
     }
 
     /// The generation of the connection whose region `regionViewTable` shows.
@@ -283,9 +283,11 @@ public final class SamepageClient: @unchecked Sendable {
             let totalPages = Page.count(forBytes: length)
             var outstanding: [UInt64] = [try connection().connection.send(.putBegin(upload: upload, length: length))]
             var firstFailure: SamepageError?
+            // A put of more than one chunk is bulk traffic: wait quietly (see `reply(to:quietly:)`).
+            let quietly = totalPages > UInt64(halfPages)
             func drain(keeping: Int) throws(SamepageError) {
                 while outstanding.count > keeping {
-                    let reply = try connection().connection.reply(to: outstanding.removeFirst())
+                    let reply = try connection().connection.reply(to: outstanding.removeFirst(), quietly: quietly)
                     if case .failure(let code, let message) = reply, firstFailure == nil {
                         firstFailure = .server(code, message)
                     }

@@ -104,7 +104,12 @@ extension Service {
         try beginScanRequest(round: round, candidates: keys.count, session: session)
         var outcomes: [MergeOutcome] = []
         outcomes.reserveCapacity(keys.count)
-        for (key, digest) in zip(keys, digests) {
+        for (index, (key, digest)) in zip(keys, digests).enumerated() {
+            if index + PageStore.prefetchDistance < digests.count {
+                let ahead = digests[index + PageStore.prefetchDistance]
+                store.prefetch(digest: ahead)
+                domain.unstable.prefetch(hash: ahead)
+            }
             if digest == PageStore.zeroDigest, flags.contains(.useZeroPages) {
                 outcomes.append(.zero)
                 continue

@@ -46,6 +46,8 @@ struct UnstableTree: ~Copyable {
         table.insert(Slot(digest: hash, entry))
     }
 
+    @inline(__always) func prefetch(hash: UInt64) { table.prefetch(key: hash) }
+
     /// Removes and returns the oldest entry with this hash that is not `excluding` itself.
     mutating func takePartner(hash: UInt64, excluding entry: Entry) -> Entry? {
         guard let index = table.firstIndex(key: hash, where: { $0.entry != entry }) else { return nil }

@@ -41,6 +41,9 @@ extension PageStore {
         return page
     }
 
+    /// Brings the index slot of `digest` into the cache ahead of `page(forDigest:)`.
+    @inline(__always) func prefetch(digest: UInt64) { byDigest.prefetch(Self.key(digest)) }
+
     /// Files a stored page under its digest, unless the digest already names another page or
     /// the page is filed. `digest`, when given, is one the server computed from a copy of the
     /// page's bytes it owns; otherwise it is computed from the region page.

@@ -22,6 +22,8 @@
 // at the first empty slot and the load factor is the real one. The shift keeps the order of
 // the slots it moves, so slots of one key stay oldest first.
 
+import CPrefetch
+
 /// What an `OpenTable` holds: a fixed-size value that is either empty or filed under a key.
 protocol OpenTableSlot: BitwiseCopyable {
     static var empty: Self { get }
@@ -56,6 +58,12 @@ struct OpenTable<Slot: OpenTableSlot>: ~Copyable {
     }
 
     @inline(__always) subscript(index: Int) -> Slot { slots[index] }
+
+    /// Asks the CPU to bring `key`'s home slot into the cache: callers with a batch of keys
+    /// prefetch a few ahead, so that one key's cache miss overlaps the work on the others.
+    @inline(__always) func prefetch(key: UInt64) {
+        sp_prefetch(slots + home(key))
+    }
 
     /// The index of the first slot filed under `key` that `matches` accepts, in probe order
     /// (oldest first among slots of one key).

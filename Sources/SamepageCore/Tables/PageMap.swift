@@ -42,6 +42,8 @@ struct PageMap: ~Copyable {
         }
     }
 
+    @inline(__always) func prefetch(_ key: UInt32) { table.prefetch(key: UInt64(key)) }
+
     /// Adds `amount` to the value of `key` (a missing key counts as 0).
     @inline(__always)
     mutating func add(_ amount: UInt32, to key: UInt32) {

@@ -1,0 +1,2 @@
+// Everything is in include/prefetch.h (static inline); SwiftPM needs a source file per C target.
+#include "prefetch.h"
