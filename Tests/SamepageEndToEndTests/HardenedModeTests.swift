@@ -64,7 +64,7 @@ struct HardenedModeTests {
         let client = try server.client()
         let bytes = randomBytes(8 << 20, seed: 80)
         let id = try client.put(bytes)
-        #expect(serverRegionBytes(server.pid) >= 8 << 20)
+        #expect(server.regionBytesAllocated() >= 8 << 20)
         let mapping = try client.map(id)
         #expect(mapping.bytes.elementsEqual(bytes))
         let held = regionMemfds().subtracting(heldBefore)
@@ -77,7 +77,7 @@ struct HardenedModeTests {
         let stats = try server.statistics()
         #expect(stats["region_bytes_used"] == 0)
         #expect(regionMemfds().intersection(held).isEmpty, "retired segments' fds are dropped by the client")
-        #expect(serverRegionBytes(server.pid) == 0, "the server's retired segments are gone, their successors empty")
+        #expect(server.regionBytesAllocated() == 0, "the server's retired segments are gone, their successors empty")
 
         // The fresh segments serve new objects as before.
         let again = randomBytes(2 << 20, seed: 81)
@@ -116,19 +116,6 @@ private func regionMemfds() -> Set<Int32> {
         if n > 0, String(decoding: target[0..<max(0, n)], as: UTF8.self).hasPrefix("/memfd:samepage-region-") { found.insert(fd) }
     }
     return found
-}
-
-/// Memory held by the region segment memfds the server has open (st_blocks of each file).
-private func serverRegionBytes(_ pid: Int32) -> Int {
-    var total = 0
-    for fd in 0..<4096 {
-        var target = [UInt8](repeating: 0, count: 256)
-        let n = readlink("/proc/\(pid)/fd/\(fd)", &target, target.count - 1)
-        guard n > 0, String(decoding: target[0..<n], as: UTF8.self).hasPrefix("/memfd:samepage-region-") else { continue }
-        var st = stat()
-        if stat("/proc/\(pid)/fd/\(fd)", &st) == 0 { total += Int(st.st_blocks) * 512 }
-    }
-    return total
 }
 
 /// Memory the files behind these fds hold (st_blocks).

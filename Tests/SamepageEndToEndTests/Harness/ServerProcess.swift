@@ -94,6 +94,22 @@ final class ServerProcess: @unchecked Sendable {
         return stats
     }
 
+    /// Memory the server's region memfds hold (st_blocks of each file): what the region really
+    /// takes, whether or not the server has its pages mapped (it maps new pages lazily).
+    /// Each file counts once, however many fds the server has open on it (the region's own and
+    /// the read-only one it hands to clients).
+    func regionBytesAllocated() -> Int {
+        var blocks: [UInt: Int] = [:]
+        for fd in 0..<4096 {
+            var target = [UInt8](repeating: 0, count: 256)
+            let n = readlink("/proc/\(pid)/fd/\(fd)", &target, target.count - 1)
+            guard n > 0, String(decoding: target[0..<n], as: UTF8.self).hasPrefix("/memfd:samepage-region-") else { continue }
+            var st = stat()
+            if stat("/proc/\(pid)/fd/\(fd)", &st) == 0 { blocks[UInt(st.st_ino)] = Int(st.st_blocks) }
+        }
+        return blocks.values.reduce(0, +) * 512
+    }
+
     /// A field of /proc/PID/status in kB, such as RssShmem.
     func statusKilobytes(_ field: String) throws -> Int {
         let status = try readProcFile("/proc/\(pid)/status")
