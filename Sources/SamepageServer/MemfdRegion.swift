@@ -29,7 +29,11 @@ final class MemfdRegion: ServedRegion {
     // ahead of them: `prepare` keeps the protocol's no-op.
 
     public func write(_ content: UnsafeRawPointer, toPage page: PageNumber) {
-        writer.write(content, toPage: page)
+        writer.write(content, toPage: page, mapAfterward: true)
+    }
+
+    public func write(_ content: UnsafeRawPointer, toPage page: PageNumber, readAgain: Bool) {
+        writer.write(content, toPage: page, mapAfterward: readAgain)
     }
 
     public func willRead(_ page: PageNumber) {

@@ -8,14 +8,19 @@ import SamepageSystem
 /// Why: copying a new page through the server's mapping first faults it in, and the kernel
 /// clears every new shmem page it faults in, only for the copy to overwrite it. A write() of
 /// whole pages skips the clearing. Measured on this VM (1 GiB in 2 MiB runs): MADV_POPULATE_WRITE
-/// plus memcpy 1.2 GB/s; pwrite 2.3 GB/s; pwrite then MADV_POPULATE_READ 1.8 GB/s. The pages
-/// are not mapped into the server's own view after the write: most are never read by the server
-/// again (a merged page is found by its digest; only a compare with a new candidate of the same
-/// hash, or its release, reads it), and a read faults it in then, 16 pages at a time (server CPU
-/// in `samepage bench --workload runs`, median of 6 runs: 0.175 s without, 0.20 s with the
-/// populate). So the server's RssShmem no longer shows the whole region; the memfd's allocated
-/// blocks (st_blocks) do. New
-/// pages of one submission are consecutive (the store places them in one extent), so they
+/// plus memcpy 1.2 GB/s; pwrite 2.3 GB/s; pwrite then MADV_POPULATE_READ 1.8 GB/s.
+///
+/// Whether the written pages are then mapped into the server's view (MADV_POPULATE_READ, one
+/// call per run) depends on whether the server will read them again. An object's pages are
+/// compared with every later put of the same data: mapped now, a duplicate put reaches 0.72-0.77
+/// of memcmp; faulted in at that first compare, 0.45-0.49 (a block populate at first read was
+/// worse still, 0.29-0.39: populate marks every page accessed). A merged page is found by its
+/// digest and seldom read here again (a compare with a new candidate of the same hash, or its
+/// release): it is not mapped (server CPU in `samepage bench --workload runs`, median of 6 runs:
+/// 0.175 s without, 0.20 s with). So the server's RssShmem does not show the whole region; the
+/// memfd's allocated blocks (st_blocks) do.
+///
+/// New pages of one submission are consecutive (the store places them in one extent), so they
 /// gather here and go in one call; a read of a gathered page (the store comparing with it), a
 /// release of one, or the end of the request writes them first.
 final class RegionWriter {
@@ -28,6 +33,8 @@ final class RegionWriter {
     private let buffer: UnsafeMutableRawPointer
     private var start: PageNumber = 0
     private var count = 0
+    /// Whether the gathered run is mapped into the server's view once written.
+    private var mapRun = false
 
     init(fd: Int32, base: UnsafeMutableRawPointer) {
         self.fd = fd
@@ -37,9 +44,12 @@ final class RegionWriter {
 
     deinit { buffer.deallocate() }
 
-    func write(_ content: UnsafeRawPointer, toPage page: PageNumber) {
-        if count > 0 && (page != start + PageNumber(count) || count == Self.capacityPages) { flush() }
-        if count == 0 { start = page }
+    func write(_ content: UnsafeRawPointer, toPage page: PageNumber, mapAfterward: Bool) {
+        if count > 0 && (page != start + PageNumber(count) || count == Self.capacityPages || mapAfterward != mapRun) { flush() }
+        if count == 0 {
+            start = page
+            mapRun = mapAfterward
+        }
         memcpy(buffer + count * Page.size, content, Page.size)
         count += 1
     }
@@ -69,6 +79,7 @@ final class RegionWriter {
             }
             done += written
         }
+        if mapRun { try? Syscall.madvise(base + Int(offset), bytes, SP_MADV_POPULATE_READ) }
         count = 0
     }
 }

@@ -68,7 +68,7 @@ extension Service {
                 let page: PageNumber
                 do {
                     page = try store.insert(content, hash: hash, copies: found.copies, placement: &placement,
-                                            wantedAhead: UInt64(keys.count - index))
+                                            wantedAhead: UInt64(keys.count - index), readAgain: false)
                 } catch {
                     // Region full: nothing merges; both stay candidates.
                     domain.unstable.insert(hash: digest, partner)

@@ -242,11 +242,13 @@ public final class PageStore {
     }
 
     /// Stores `content` in a fresh page with one owner and files it in the stable tree.
+    /// `readAgain` tells the backing whether the page will likely be compared again (objects)
+    /// or found by its digest (merges).
     func insert(_ content: UnsafeRawPointer, hash: UInt64, copies: Int,
-                placement: inout Placement?, wantedAhead: UInt64) throws(StoreError) -> PageNumber {
+                placement: inout Placement?, wantedAhead: UInt64, readAgain: Bool = true) throws(StoreError) -> PageNumber {
         let tag = StableTree.tag(forHash: hash)
         let page = try takeFreshPage(placement: &placement, wantedAhead: wantedAhead)
-        backing.write(content, toPage: page)
+        backing.write(content, toPage: page, readAgain: readAgain)
         owners[Int(page)] = 1
         tree.insert(tag: tag, page: page)
         counters.pagesUnshared += 1

@@ -18,6 +18,10 @@ public protocol RegionBacking: AnyObject {
     /// Writes a new page's content. The default copies it through `base`; a backing may defer
     /// the write, as long as `willRead` and `flushWrites` complete it.
     func write(_ content: UnsafeRawPointer, toPage page: PageNumber)
+    /// The same, saying whether the store expects to read the page again: an object's page is
+    /// compared with every later put of the same data, a merged page is found by its digest and
+    /// seldom read. A backing that writes without mapping may map the first kind right away.
+    func write(_ content: UnsafeRawPointer, toPage page: PageNumber, readAgain: Bool)
     /// Called before the store reads a page through `base`.
     func willRead(_ page: PageNumber)
     /// Completes every deferred write: called before a reply can let a client map the pages.
@@ -30,6 +34,9 @@ extension RegionBacking {
     public func segmentEmptied(_ segment: UInt32) {}
     public func write(_ content: UnsafeRawPointer, toPage page: PageNumber) {
         copyPage(to: base + Int(page) * Page.size, from: content)
+    }
+    public func write(_ content: UnsafeRawPointer, toPage page: PageNumber, readAgain: Bool) {
+        write(content, toPage: page)
     }
     public func willRead(_ page: PageNumber) {}
     public func flushWrites() {}
