@@ -57,6 +57,8 @@ final class MergeEngine: @unchecked Sendable {
     /// for go through staging, and the staging pages are given back after each full scan: a
     /// scanning process keeps at most this much of staging resident, and only while it scans.
     static let slicePages = 512
+    /// Runs of merges at most this many pages apart share one write-protected span.
+    static let guardGapPages = 64
 
     init(client: SamepageClient, regionView: UnsafeRawPointer, regionBytes: Int, generation: Int) {
         self.owner = client
@@ -461,16 +463,28 @@ final class MergeEngine: @unchecked Sendable {
             budgetLeft -= 2
             chosen.append(run)
         }
-        // One write-protect for all the runs of a range in this slice, not one per run: with
-        // scattered duplicates every page is its own run, and the syscalls are the cost.
+        // One write-protect for the runs of a neighbourhood, not one per run: with scattered
+        // duplicates every page is its own run, and the syscalls are the cost. But not one for
+        // a whole range either: hints from other processes' scans merge pages anywhere in it,
+        // and a span over them all made mprotect visit (and restore) every mapping in between,
+        // thousands once scattered merges have split the range (a fifth of a scattered scan).
         for (_, group) in Dictionary(grouping: chosen, by: { ObjectIdentifier($0.range) }) {
             let ordered = group.sorted { $0.index < $1.index }
             let range = ordered[0].range
-            let first = ordered[0].index
-            let last = ordered.map { $0.index + $0.count }.max()!
-            let merged = mergeRuns(range, span: first..<last, ordered.map { ($0.index, $0.page, $0.count) })
-            mappingsUsed += merged.mappingsAdded
-            releases += merged.failed
+            var clusterStart = 0
+            while clusterStart < ordered.count {
+                var clusterEnd = clusterStart + 1
+                var reach = ordered[clusterStart].index + ordered[clusterStart].count
+                while clusterEnd < ordered.count && ordered[clusterEnd].index - reach <= Self.guardGapPages {
+                    reach = max(reach, ordered[clusterEnd].index + ordered[clusterEnd].count)
+                    clusterEnd += 1
+                }
+                let cluster = ordered[clusterStart..<clusterEnd]
+                let merged = mergeRuns(range, span: cluster.first!.index..<reach, cluster.map { ($0.index, $0.page, $0.count) })
+                mappingsUsed += merged.mappingsAdded
+                releases += merged.failed
+                clusterStart = clusterEnd
+            }
         }
         return releases
     }
