@@ -127,17 +127,18 @@ func runMergeProbe(_ args: [String]) {
             return true
         }
         try client.advise(memory, length: pages * 4096, .mergeable)
-        try client.scan(fullScans: scans)
+        // What the last scan reported, beside what processStatistics() reads afresh.
+        var scanned = try client.scan(fullScans: scans)
         func report() {
             let s = client.processStatistics()
-            say("stats rmap_items=\(s.rmapItems) merging_pages=\(s.mergingPages) zero_pages=\(s.zeroPages) full_scans=\(s.fullScans) volatile=\(s.pagesVolatile) mappings=\(s.mappings) budget=\(s.mappingBudget) profit=\(s.processProfit) merge_any=\(s.mergeAny ? 1 : 0)")
+            say("stats rmap_items=\(s.rmapItems) merging_pages=\(s.mergingPages) zero_pages=\(s.zeroPages) full_scans=\(s.fullScans) volatile=\(s.pagesVolatile) mappings=\(s.mappings) budget=\(s.mappingBudget) profit=\(s.processProfit) merge_any=\(s.mergeAny ? 1 : 0) scan_merging_pages=\(scanned.mergingPages) scan_full_scans=\(scanned.fullScans)")
         }
         report()
         while let line = readLine() {
             let words = line.split(separator: " ")
             switch words.first {
             case "scan":
-                try client.scan(fullScans: Int(words[1]) ?? 1)
+                scanned = try client.scan(fullScans: Int(words[1]) ?? 1)
                 report()
             case "check":
                 say(check() ? "ok" : "corrupt")

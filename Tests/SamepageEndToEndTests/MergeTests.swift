@@ -52,6 +52,9 @@ struct MergeTests {
         // A merges on its next scan (its pages' pairs are now stable pages).
         let aAfter = send("scan 1", to: aIn, reading: aOut)
         #expect(field(aAfter, "merging_pages") == pages, "\(aAfter)")
+        // The figures a scan returns (without a second page-table walk) are the fresh ones.
+        #expect(field(aAfter, "scan_merging_pages") == pages, "\(aAfter)")
+        #expect(field(aAfter, "scan_full_scans") == field(aAfter, "full_scans"), "\(aAfter)")
         let stats = try server.statistics()
         #expect(stats["pages_shared"] == Int64(pages))
         #expect(stats["pages_sharing"] == Int64(pages))
@@ -61,7 +64,10 @@ struct MergeTests {
 
         // A write in B breaks one page's sharing; B's next scan gives its reference back.
         #expect(send("write 7", to: bIn, reading: bOut) == "ok")
-        _ = send("scan 1", to: bIn, reading: bOut)
+        let bAfterWrite = send("scan 1", to: bIn, reading: bOut)
+        // The scan saw the broken copy-on-write: its own figures say so too.
+        #expect(field(bAfterWrite, "scan_merging_pages") == pages - 1, "\(bAfterWrite)")
+        #expect(field(bAfterWrite, "merging_pages") == pages - 1, "\(bAfterWrite)")
         let afterWrite = try server.statistics()
         #expect(afterWrite["pages_sharing"] == Int64(pages - 1))
         #expect(send("check", to: aIn, reading: aOut) == "ok", "B's write is B's alone")
