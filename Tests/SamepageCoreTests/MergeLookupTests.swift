@@ -161,4 +161,25 @@ struct MergeLookupTests {
         guard case .failure(let code, _)? = replies.first else { Issue.record("\(replies)"); return }
         #expect(code == .limitExceeded)
     }
+
+    /// A client that sends one page (key and digest) again and again in a round files it once:
+    /// copies would pile up in one probe run of the unstable tree, and every later insert and
+    /// removal under that digest would walk them. Other clients are answered as before.
+    @Test func theSamePageSentAgainIsFiledOnce() throws {
+        let f = LookupFixture()
+        let a = try f.client(pid: 1), b = try f.client(pid: 2)
+        let keys = Array(repeating: UInt64(0xA000), count: Service.maxMergeBatch)
+        for _ in 0..<8 {
+            let outcomes = f.lookup(a, Array(repeating: 42, count: keys.count), keys: keys).outcomes
+            #expect(outcomes.allSatisfy { $0 == .unstable })
+        }
+        #expect(a.session.domain.unstableCount == 1)
+        // B's page with that content pairs with A's single entry.
+        #expect(f.lookup(b, [42], keys: [0xB000]).outcomes == [.needContent])
+        #expect(f.scan(b, [42], keys: [0xB000]).outcomes.compactMap(\.page).count == 1)
+        #expect(a.session.domain.unstableCount == 0)
+        // A's next round drops nothing that is not there.
+        _ = f.lookup(a, round: 2, [], keys: [])
+        #expect(a.session.domain.unstableCount == 0)
+    }
 }

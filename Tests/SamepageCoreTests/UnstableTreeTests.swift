@@ -98,6 +98,27 @@ struct UnstableTreeTests {
         #expect(tree.count == 0)
     }
 
+    @Test func theSameEntryIsFiledOnce() {
+        var tree = UnstableTree()
+        let me = Entry(session: 1, key: 0x1000)
+        let first = tree.insert(hash: 3, me)
+        #expect(first)
+        // A client sending the same page again, any number of times, adds nothing: no probe run
+        // of copies for later inserts and removals to walk.
+        var refilled = 0
+        for _ in 0..<100_000 where tree.insert(hash: 3, me) { refilled += 1 }
+        #expect(refilled == 0)
+        #expect(tree.count == 1)
+        // The same key under another hash, or another key under this hash, is another entry.
+        let otherHash = tree.insert(hash: 4, me)
+        let otherKey = tree.insert(hash: 3, Entry(session: 1, key: 0x2000))
+        #expect(otherHash && otherKey)
+        #expect(tree.count == 3)
+        tree.removeAll(of: 1, hashes: [3, 3, 3, 4])
+        #expect(tree.count == 0)
+        tree._checkInvariants()
+    }
+
     /// Random operations against a plain list of (hash, entry), oldest first.
     @Test(arguments: [1, 2, 3, 42] as [UInt64])
     func matchesAReferenceModel(seed: UInt64) {
@@ -110,8 +131,10 @@ struct UnstableTreeTests {
             let entry = Entry(session: g.next() % 4, key: g.next() % 6)
             switch g.next() % 10 {
             case 0..<5:
-                tree.insert(hash: hash, entry)
-                model.append((hash, entry))
+                let filed = tree.insert(hash: hash, entry)
+                let duplicate = model.contains { $0.hash == hash && $0.entry == entry }
+                #expect(filed == !duplicate, "step \(step)")
+                if !duplicate { model.append((hash, entry)) }
                 hashesOf[entry.session, default: []].insert(hash)
             case 5..<9:
                 let got = tree.takePartner(hash: hash, excluding: entry)

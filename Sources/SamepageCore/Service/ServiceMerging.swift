@@ -72,9 +72,10 @@ extension Service {
                 } catch {
                     // Region full: nothing merges; both stay candidates.
                     domain.unstable.insert(hash: digest, partner)
-                    domain.unstable.insert(hash: digest, me)
-                    session.unstableHashes.append(digest)
-                    session.unstableEntries += 1
+                    if domain.unstable.insert(hash: digest, me) {
+                        session.unstableHashes.append(digest)
+                        session.unstableEntries += 1
+                    }
                     outcomes.append(.unstable)
                     continue
                 }
@@ -148,7 +149,7 @@ extension Service {
     }
 
     private func fileUnstable(_ entry: UnstableTree.Entry, digest: UInt64, session: Session) {
-        session.domain.unstable.insert(hash: digest, entry)
+        guard session.domain.unstable.insert(hash: digest, entry) else { return }
         session.unstableHashes.append(digest)
         session.unstableEntries += 1
     }

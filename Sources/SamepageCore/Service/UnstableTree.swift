@@ -12,7 +12,10 @@
 ///
 /// Entries belong to one client's scan round; when the client starts its next full scan its old
 /// entries are dropped (KSM rebuilds the whole tree every full scan). The entries live in an
-/// `OpenTable` keyed by digest, 24 bytes each; entries of one digest come oldest first.
+/// `OpenTable` keyed by digest, 24 bytes each; entries of one digest come oldest first. One
+/// session files at most one entry per (key, digest), and a second key of the same session with
+/// the same digest pairs with the first instead of being filed: a digest's probe run is at most
+/// as long as there are sessions.
 struct UnstableTree: ~Copyable {
     struct Entry: Equatable {
         var session: UInt64
@@ -42,8 +45,15 @@ struct UnstableTree: ~Copyable {
 
     var count: Int { table.count }
 
-    mutating func insert(hash: UInt64, _ entry: Entry) {
+    /// Files `entry` under `hash`; false (and nothing filed) if that very entry is filed there
+    /// already. KSM files a page in its unstable tree once a scan; here a client could send the
+    /// same page twice, and the copies would pile up in one probe run: every later insert and
+    /// removal under that hash would walk it (a quadratic slowdown a client could aim).
+    @discardableResult
+    mutating func insert(hash: UInt64, _ entry: Entry) -> Bool {
+        guard table.firstIndex(key: hash, where: { $0.entry == entry }) == nil else { return false }
         table.insert(Slot(digest: hash, entry))
+        return true
     }
 
     @inline(__always) func prefetch(hash: UInt64) { table.prefetch(key: hash) }
