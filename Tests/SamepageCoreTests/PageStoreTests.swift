@@ -398,6 +398,26 @@ struct PageStoreTests {
         f.store._checkInvariants()
     }
 
+    /// A content put many times makes a long chain of full copies under one tag. Its counts stay
+    /// exact as it grows and as its copies are freed one by one, in any order (the free of a
+    /// copy looks at two others at most, a share compares only copies with room).
+    @Test func aLongChainIsCountedExactlyWhileItGrowsAndShrinks() throws {
+        let f = StoreFixture(pages: 256, maxPageSharing: 2)
+        var objects: [[PageRun]] = []
+        for _ in 0..<200 { objects.append(try f.put([9])) }
+        #expect(f.store.counters == makeCounters(shared: 100, sharing: 100, chains: 1, dups: 100))
+        f.store._checkInvariants()
+        var g = SplitMix64(seed: 11)
+        objects.shuffle(using: &g)
+        for (i, object) in objects.enumerated() {
+            f.store.release(object)
+            if i % 37 == 0 { f.store._checkInvariants() }
+        }
+        #expect(f.store.counters == makeCounters())
+        #expect(f.store.pagesInUse == 0)
+        f.store._checkInvariants()
+    }
+
     @Test func chainsOfSeveralContentsAreCountedApart() throws {
         let f = StoreFixture(maxPageSharing: 2)
         _ = try f.put([1, 1, 1, 2, 2, 2, 2, 2, 3])

@@ -224,21 +224,35 @@ public final class PageStore {
 
     /// Finds a stored page equal to `content` (by memcmp) that can take another owner, and gives
     /// it one. Otherwise returns how many full copies of the content exist (for chain counts).
+    ///
+    /// Full pages are passed over without a compare: a content put many times has a chain of
+    /// full copies under its tag, and comparing with each of them on every share made a share
+    /// cost a memcmp per copy. They are compared only when no copy has room, once per
+    /// `max_page_sharing` shares, to count them.
     func share(_ content: UnsafeRawPointer, hash: UInt64) -> (page: PageNumber?, copies: Int) {
         let tag = StableTree.tag(forHash: hash)
         var shared: PageNumber?
+        var sawFull = false
+        tree.forEachCandidate(tag: tag) { page in
+            guard owners[Int(page)] < maxPageSharing else {
+                sawFull = true
+                return true
+            }
+            guard memcmpPage(regionPage(page), content) else { return true }
+            shared = page
+            return false
+        }
+        if let page = shared {
+            addOwner(page)
+            return (page, 0)
+        }
+        guard sawFull else { return (nil, 0) }
         var copies = 0
         tree.forEachCandidate(tag: tag) { page in
-            guard memcmpPage(regionPage(page), content) else { return true }
-            if owners[Int(page)] < maxPageSharing {
-                shared = page
-                return false
-            }
-            copies += 1
+            if owners[Int(page)] >= maxPageSharing, memcmpPage(regionPage(page), content) { copies += 1 }
             return true
         }
-        if let page = shared { addOwner(page) }
-        return (shared, copies)
+        return (nil, copies)
     }
 
     /// Stores `content` in a fresh page with one owner and files it in the stable tree.
@@ -354,10 +368,13 @@ public final class PageStore {
 
     private func forgetChainMembership(_ page: PageNumber, tag: UInt32) {
         let content = regionPage(page)
+        // Only 0, 1 or "more than one" other copy matters: stop at two. (Counting them all made
+        // freeing a chain of k copies cost k² compares: seconds of the event loop for the copies
+        // of one page put a million times.)
         var others = 0
         tree.forEachCandidate(tag: tag) { other in
             if other != page, memcmpPage(regionPage(other), content) { others += 1 }
-            return true
+            return others < 2
         }
         if others == 1 {
             counters.stableNodeChains -= 1
