@@ -28,10 +28,6 @@ final class MemfdRegion: ServedRegion {
     // New pages are written by RegionWriter (pwrite, no clearing), so nothing is faulted in
     // ahead of them: `prepare` keeps the protocol's no-op.
 
-    public func write(_ content: UnsafeRawPointer, toPage page: PageNumber) {
-        writer.write(content, toPage: page, mapAfterward: true)
-    }
-
     public func write(_ content: UnsafeRawPointer, toPage page: PageNumber, readAgain: Bool) {
         writer.write(content, toPage: page, mapAfterward: readAgain)
     }

@@ -16,11 +16,10 @@ public protocol RegionBacking: AnyObject {
     /// Called when the last allocated page of a segment (of several) was freed.
     func segmentEmptied(_ segment: UInt32)
     /// Writes a new page's content. The default copies it through `base`; a backing may defer
-    /// the write, as long as `willRead` and `flushWrites` complete it.
-    func write(_ content: UnsafeRawPointer, toPage page: PageNumber)
-    /// The same, saying whether the store expects to read the page again: an object's page is
-    /// compared with every later put of the same data, a merged page is found by its digest and
-    /// seldom read. A backing that writes without mapping may map the first kind right away.
+    /// the write, as long as `willRead` and `flushWrites` complete it. `readAgain` says whether
+    /// the store expects to read the page again: an object's page is compared with every later
+    /// put of the same data, a merged page is found by its digest and seldom read. A backing
+    /// that writes without mapping may map the first kind right away.
     func write(_ content: UnsafeRawPointer, toPage page: PageNumber, readAgain: Bool)
     /// Called before the store reads a page through `base`.
     func willRead(_ page: PageNumber)
@@ -32,11 +31,8 @@ extension RegionBacking {
     public func prepare(_ extent: ExtentAllocator.Extent) {}
     public var segmentPages: UInt32 { pageCount }
     public func segmentEmptied(_ segment: UInt32) {}
-    public func write(_ content: UnsafeRawPointer, toPage page: PageNumber) {
-        copyPage(to: base + Int(page) * Page.size, from: content)
-    }
     public func write(_ content: UnsafeRawPointer, toPage page: PageNumber, readAgain: Bool) {
-        write(content, toPage: page)
+        copyPage(to: base + Int(page) * Page.size, from: content)
     }
     public func willRead(_ page: PageNumber) {}
     public func flushWrites() {}

@@ -127,18 +127,14 @@ struct OpenTable<Slot: OpenTableSlot>: ~Copyable {
         count -= 1
     }
 
-    /// Empties the table; with `keepingCapacity: false` it shrinks back to `minimumCapacity`.
-    mutating func removeAll(keepingCapacity: Bool = false, minimumCapacity: Int = 16) {
-        if keepingCapacity || capacity <= max(16, minimumCapacity) {
-            slots.update(repeating: .empty, count: capacity)
-        } else {
+    /// Empties the table and shrinks it back to the smallest capacity.
+    mutating func removeAll() {
+        if capacity > 16 {
             slots.deallocate()
-            var capacity = 16
-            while capacity < minimumCapacity { capacity <<= 1 }
-            slots = .allocate(capacity: capacity)
-            slots.initialize(repeating: .empty, count: capacity)
-            mask = capacity - 1
+            slots = .allocate(capacity: 16)
+            mask = 15
         }
+        slots.initialize(repeating: .empty, count: capacity)
         count = 0
     }
 

@@ -25,7 +25,6 @@ struct PageMap: ~Copyable {
     var count: Int { table.count }
     var capacity: Int { table.capacity }
     var memoryBytes: Int { table.memoryBytes }
-    var isEmpty: Bool { table.count == 0 }
 
     subscript(key: UInt32) -> UInt32? {
         get {
