@@ -16,6 +16,14 @@ func valueOrErrno<I: FixedWidthInteger>(retryOnInterrupt: Bool = true, _ body: (
     }
 }
 
+/// For shim calls that return -errno rather than -1 and errno.
+@inline(__always)
+func valueOrNegatedErrno(_ body: () -> Int32) throws(Errno) -> Int32 {
+    let result = body()
+    if result >= 0 { return result }
+    throw Errno(rawValue: -result)
+}
+
 /// The raw calls, each a thin typed wrapper. Higher layers use the owner types instead.
 public enum Syscall {
     public static func close(_ fd: Int32) {
@@ -236,5 +244,25 @@ public enum Syscall {
     /// Sets `signal` to be ignored (SIGPIPE: a peer that went away is an error return, not death).
     public static func ignoreSignal(_ signal: Int32) {
         _ = Glibc.signal(signal, SIG_IGN)
+    }
+
+    // MARK: Write tracking (userfaultfd, asynchronous write-protect; PAGEMAP_SCAN)
+
+    /// A userfaultfd that tracks writes without messages, checked against `pagemap`.
+    public static func writeTrackingCreate(pagemap: Int32) throws(Errno) -> Int32 {
+        try valueOrNegatedErrno { sp_write_tracking_create(pagemap) }
+    }
+
+    public static func writeTrackingRegister(_ uffd: Int32, start: UInt, length: Int) throws(Errno) {
+        _ = try valueOrNegatedErrno { sp_write_tracking_register(uffd, start, length) }
+    }
+
+    public static func writeTrackingUnregister(_ uffd: Int32, start: UInt, length: Int) throws(Errno) {
+        _ = try valueOrNegatedErrno { sp_write_tracking_unregister(uffd, start, length) }
+    }
+
+    /// Marks the pages written since the last collection (written[i] = 1) and re-arms them.
+    public static func collectWrittenPages(pagemap: Int32, start: UInt, pages: Int, into written: UnsafeMutablePointer<UInt8>) throws(Errno) {
+        _ = try valueOrNegatedErrno { sp_write_tracking_collect(pagemap, start, pages, written) }
     }
 }

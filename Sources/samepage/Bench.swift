@@ -47,6 +47,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Merge workloads: percent of each process's pages shared with the others.") var shared: Int = 90
     @Option(help: "churn: seconds to run.") var seconds: Double = 3
     @Option(help: "Give up on an engine that has not converged after this many seconds.") var timeout: Double = 300
+    @Option(name: .customLong("set"), help: ArgumentHelp("Samepage's scan knobs, by KSM's names (smart_scan=0, use_zero_pages=1, track_writes=0); repeatable.", valueName: "name=value"))
+    var parameters: [String] = []
     @Flag(help: "Skip the kernel's KSM at its default settings (slow: about a minute for 4 x 128 MiB).")
     var noKsmDefaults = false
     @Flag(help: "Skip the kernel's KSM altogether.") var noKsm = false
@@ -68,6 +70,17 @@ struct Bench: ParsableCommand {
         guard procs >= 1 && procs <= 256 else { throw ValidationError("--procs must be 1 to 256") }
         guard mib >= 1 && mib <= 64 << 10 else { throw ValidationError("--mib must be 1 to 65536") }
         guard shared >= 0 && shared <= 100 else { throw ValidationError("--shared is a percentage") }
+        for (name, value) in try parameters.map(Self.parseParameter) {
+            var check = MergeParameters()
+            guard check.set(name, value) else { throw ValidationError("--set \(name)=\(value): unknown parameter or bad value") }
+        }
+    }
+
+    /// "name=value" of --set, value a whole number.
+    static func parseParameter(_ text: String) throws -> (String, UInt64) {
+        let parts = text.split(separator: "=", maxSplits: 1)
+        guard parts.count == 2, let value = UInt64(parts[1]) else { throw ValidationError("--set takes name=value, not '\(text)'") }
+        return (String(parts[0]), value)
     }
 
     func run() throws {
@@ -90,7 +103,7 @@ struct Bench: ParsableCommand {
         let baselines = try Baselines.measure(socketPath: path)
         var base = MergeBenchmark(name: "samepage", layout: layout, engine: .samepage, processes: procs, mib: mib,
                                   sharedPercent: shared, socketPath: path, serverPID: spawned?.process.processIdentifier,
-                                  churnSeconds: seconds, timeout: timeout, progress: progress)
+                                  churnSeconds: seconds, timeout: timeout, progress: progress, parameters: parameters)
         var results = [try base.run()]
         var note: String?
         if noKsm {

@@ -42,6 +42,8 @@ struct MergeBenchmark {
     var churnSeconds = 3.0
     var timeout = 300.0
     var progress: Progress?
+    /// Samepage only: merge parameters, name=value.
+    var parameters: [String] = []
 
     struct Result {
         var name: String
@@ -65,6 +67,7 @@ struct MergeBenchmark {
             process.executableURL = me
             process.arguments = ["bench-worker", "--engine", engine.rawValue, "--layout", layout.rawValue, "--socket", socketPath,
                                  "--mib", "\(mib)", "--shared", "\(sharedPercent)", "--index", "\(index)"]
+                + (engine == .samepage ? parameters.flatMap { ["--set", $0] } : [])
             let input = Pipe(), output = Pipe()
             process.standardInput = input
             process.standardOutput = output

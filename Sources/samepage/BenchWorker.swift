@@ -17,6 +17,7 @@ struct BenchWorker: ParsableCommand {
     @Option var mib: Int
     @Option var shared: Int
     @Option var index: Int
+    @Option(name: .customLong("set")) var parameters: [String] = []
 
     func run() throws {
         let pages = mib << 8
@@ -25,6 +26,7 @@ struct BenchWorker: ParsableCommand {
         if let client {
             try client.setMergeParameter("run", 0)
             if layout == .zeros { try client.setMergeParameter("use_zero_pages", 1) }
+            for (name, value) in try parameters.map(Bench.parseParameter) { try client.setMergeParameter(name, value) }
             memory = try client.allocate(pages * 4096)
         } else {
             memory = try Syscall.mmap(nil, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)

@@ -151,3 +151,24 @@ void sp_set_thread_name(const char *name);
 /// stat(2)'s st_mode of path (following links), into *mode; 0 or -1 with errno.
 int sp_stat_mode(const char *path, unsigned *mode);
 #endif
+
+#ifndef CSAMEPAGE_SHIM_WRITE_TRACKING
+#define CSAMEPAGE_SHIM_WRITE_TRACKING
+// Which pages a process wrote since it last looked: userfaultfd in asynchronous write-protect
+// mode (Linux 6.7: the kernel resolves the write faults itself and sends no message) read and
+// re-armed with the PAGEMAP_SCAN ioctl of /proc/self/pagemap. Debian's headers may predate
+// both, so write_tracking.c spells out the ABI.
+/// A userfaultfd (user-mode faults only: no privilege needed) with asynchronous write-protection
+/// of populated and unpopulated pages, checked to work with PAGEMAP_SCAN on `pagemap_fd`.
+/// Returns the fd, or -errno when the kernel lacks any part of it.
+int sp_write_tracking_create(int pagemap_fd);
+/// Registers [start, start + length) for write-protect tracking; 0 or -errno (-EBUSY: another
+/// userfaultfd of the process owns part of it).
+int sp_write_tracking_register(int uffd, uintptr_t start, size_t length);
+/// Stops tracking [start, start + length); 0 or -errno.
+int sp_write_tracking_unregister(int uffd, uintptr_t start, size_t length);
+/// Sets written[i] = 1 for each of the `pages` pages from `start` written since the last call
+/// (or never write-protected), and write-protects them again, in one page-table walk. Pages of
+/// mappings that are not registered are not reported. 0 or -errno.
+int sp_write_tracking_collect(int pagemap_fd, uintptr_t start, size_t pages, uint8_t *written);
+#endif

@@ -12,14 +12,24 @@ import SamepageSystem
 //     and /proc/self/pagemap is read for it when it has merged or discarded pages;
 //   - a merged page whose pagemap entry is no longer the file page had its copy-on-write broken
 //     by a write: its region reference is released (lazily, on this scan);
-//   - a page whose checksum (the digest's low half) changed since the last scan is volatile and
-//     skipped; one whose checksum held is a candidate, sent to the server by digest with the
+//   - a page whose digest changed since the last scan (KSM's checksum) is volatile and
+//     skipped; one whose digest held is a candidate, sent to the server by digest with the
 //     others of the slice (`mergeLookup`); the pages the server asks the bytes of
 //     (`needContent`) are copied to staging and sent (`mergeScan`);
 //   - the server answers merge (with a region page), zero or unstable, plus hints: merges of
 //     pages of earlier slices that found their pair now (see ServiceMerging.swift);
 //   - merges are applied in place, longest runs first, within the VMA budget.
 // So a page merges on its second scan at the earliest, as in KSM.
+//
+// Write tracking (Linux 6.7 and later, `track_writes`, on by default) answers "changed since the
+// last scan?" without reading: the kernel reports which pages of the slice were written since
+// the slice was last scanned (WriteTracker). A written page is volatile and is not read at all;
+// an unwritten one keeps the digest it had when last read, so it is read once after each write
+// instead of once per scan, and a process at rest is scanned without reading its pages. The
+// cost moves to the application: its first write to a page after each scan of it takes a minor
+// fault (about 1 µs here). Where the kernel cannot, or a range cannot be registered (another
+// userfaultfd owns it), checksums decide as above. Digests sent are only hints either way: the
+// server hashes what it stores itself, and a merge compares bytes before it maps.
 final class MergeEngine: @unchecked Sendable {
     /// The client owns the engine; the engine only borrows it. Calls from the application hold
     /// the client; the scanner thread holds it strongly for the length of each step, and stops
@@ -27,7 +37,9 @@ final class MergeEngine: @unchecked Sendable {
     private weak var owner: SamepageClient?
     var client: SamepageClient { owner! }
     let lock = Lock()
-    var parameters = MergeParameters()
+    var parameters = MergeParameters() {
+        didSet { if parameters.trackWrites != oldValue.trackWrites { trackingStale = true } }
+    }
     var ranges: [MergeRange] = []
     var mergeAny = false
     /// Whether the scanner thread runs when there is mergeable memory (KSM's `run`).
@@ -52,6 +64,13 @@ final class MergeEngine: @unchecked Sendable {
     /// The client connection the merged pages' references belong to.
     private var generation: Int
     private var pagemapFD: Int32 = -1
+    /// Reports the pages written between two scans (see WriteTracker); nil where the kernel
+    /// cannot or `parameters.trackWrites` is off: checksums tell then.
+    private var writeTracker: WriteTracker?
+    private var writeTrackerUnavailable = false
+    /// The ranges have mappings the tracker has not been told of (merges map region pages over
+    /// them), or tracking was switched: register again at the end of the full scan.
+    private var trackingStale = false
     private var scanner: ScannerThread?
     /// Pages read and checked per scan request: 2 MiB. Only the pages whose bytes the server asks
     /// for go through staging, and the staging pages are given back after each full scan: a
@@ -97,6 +116,7 @@ final class MergeEngine: @unchecked Sendable {
             cursorPage = 0
             mapsReadAt = nil
             publishRanges()
+            retrackRanges()
         }
     }
 
@@ -125,6 +145,7 @@ final class MergeEngine: @unchecked Sendable {
                 let from = start > range.start ? Int((start - range.start) / 4096) : 0
                 let to = end < range.end ? Int((end - range.start) / 4096) : range.pageCount
                 releases += unmerge(range, from, to)
+                if range.tracksWrites { writeTracker?.untrack(start: range.address(from), length: (to - from) * 4096) }
                 if from > 0 { kept.append(range.slice(0, from)) }
                 if to < range.pageCount { kept.append(range.slice(to, range.pageCount)) }
             }
@@ -152,7 +173,7 @@ final class MergeEngine: @unchecked Sendable {
             for i in index..<runEnd {
                 if range.state[i] == .merged { releases.append(range.region[i]) }
                 range.state[i] = .normal
-                range.checksum[i] = 0
+                range.digest[i] = MergeRange.unseen
             }
             index = runEnd
         }
@@ -227,6 +248,28 @@ final class MergeEngine: @unchecked Sendable {
         cursorRange = 0
         cursorPage = 0
         refreshMaps()
+        if trackingStale { retrackRanges() }
+    }
+
+    /// Registers every range with the write tracker, again after merges made mappings in them
+    /// (the kernel tracks mappings, and a registered one reports all its pages written once,
+    /// which is right for pages it did not watch); or stops tracking where it is switched off or
+    /// fails. A range that changes mode forgets what its scans saw.
+    private func retrackRanges() {
+        trackingStale = false
+        if parameters.trackWrites && writeTracker == nil && !writeTrackerUnavailable {
+            do { writeTracker = try WriteTracker() } catch { writeTrackerUnavailable = true }
+        }
+        for range in ranges {
+            let length = range.pageCount * 4096
+            let tracking = parameters.trackWrites && (try? writeTracker?.track(start: range.start, length: length)) != nil
+            if !tracking && range.tracksWrites { writeTracker?.untrack(start: range.start, length: length) }
+            if tracking != range.tracksWrites {
+                range.tracksWrites = tracking
+                for i in 0..<range.pageCount { range.digest[i] = MergeRange.unseen }
+            }
+        }
+        if !parameters.trackWrites { writeTracker = nil }
     }
 
     /// Reading /proc/self/maps costs in proportion to the process's mappings: with scattered
@@ -266,14 +309,31 @@ final class MergeEngine: @unchecked Sendable {
                 try? Syscall.pread(pagemapFD, raw, offset: UInt64(range.address(from) / 4096) * 8)
             }
         }
+        // With write tracking, the pages written since the last scan of this slice (and armed
+        // again): they are volatile without being read. Collected before any page is hashed, so
+        // a write after the hash shows in the next scan.
+        var written = [UInt8](repeating: 0, count: count)
+        if range.tracksWrites {
+            let collected = written.withUnsafeMutableBufferPointer { buffer in
+                (try? writeTracker?.collectWritten(start: range.address(from), into: buffer)) != nil
+            }
+            if !collected {
+                // The kernel stopped answering for this range: checksums from now on.
+                range.tracksWrites = false
+                for i in 0..<range.pageCount { range.digest[i] = MergeRange.unseen }
+            }
+        }
+        let tracksWrites = range.tracksWrites
         // The digests of the slice's pages that are not merged, hashed where they are (merged
         // pages need only their pagemap entry; pages smart_scan skips this time need nothing,
-        // as in KSM, which skips them before it computes their checksum). A page the application
-        // unmapped or protected meanwhile stops the hash there (the fault is caught): it is
-        // marked unreadable.
+        // as in KSM, which skips them before it computes their checksum; with write tracking,
+        // neither do pages written since the last scan or not seen before). A page the
+        // application unmapped or protected meanwhile stops the hash there (the fault is caught):
+        // it is marked unreadable.
         let smartScan = parameters.smartScan
         func needsHash(_ index: Int) -> Bool {
             range.state[index] == .normal && !(smartScan && range.skip[index] > 0)
+                && !(tracksWrites && (written[index - from] != 0 || range.digest[index] != MergeRange.seen))
         }
         var readable = [Bool](repeating: true, count: count)
         var pageDigests = [UInt64](repeating: 0, count: count)
@@ -315,25 +375,45 @@ final class MergeEngine: @unchecked Sendable {
                     // The process wrote the page: the copy-on-write broke, the share is gone.
                     releases.append(range.region[index])
                     range.state[index] = .normal
-                    range.checksum[index] = 0
+                    range.digest[index] = MergeRange.unseen
                 }
             case .zero:
                 if Self.wasWritten(discardedZeroPage: pagemap[offset]) {
                     range.state[index] = .normal
-                    range.checksum[index] = 0
+                    range.digest[index] = MergeRange.unseen
                 }
             case .normal:
                 if parameters.smartScan && range.skip[index] > 0 {
                     range.skip[index] -= 1
                     pagesSkipped += 1
+                    // A write while skipped is remembered: the page is volatile when next seen.
+                    if tracksWrites && written[offset] != 0 { range.digest[index] = MergeRange.unseen }
                     continue
                 }
-                // One hash serves twice: its low half is KSM's checksum (unchanged since the last
-                // scan, or the page is volatile), the whole is the digest the server looks up.
+                if tracksWrites {
+                    // Written since the last scan, or not seen before: volatile, and not read.
+                    if written[offset] != 0 || range.digest[index] == MergeRange.unseen {
+                        range.digest[index] = MergeRange.seen
+                        volatileThisScan += 1
+                        continue
+                    }
+                    // Not written since the last scan saw it: unchanged, KSM's test without
+                    // reading the page. Its digest is the one it had when last read, or read now
+                    // (the first scan after its last write): a page is read once per write.
+                    var digest = range.digest[index]
+                    if digest == MergeRange.seen {
+                        digest = pageDigests[offset]
+                        if digest > MergeRange.seen { range.digest[index] = digest }
+                    }
+                    candidates.append(index)
+                    digests.append(digest)
+                    continue
+                }
+                // One hash serves twice: compared with the last scan's it is KSM's checksum
+                // (unchanged, or the page is volatile), and it is the digest the server looks up.
                 let digest = pageDigests[offset]
-                let checksum = UInt32(truncatingIfNeeded: digest)
-                if checksum != range.checksum[index] || checksum == 0 {
-                    range.checksum[index] = checksum == 0 ? 1 : checksum
+                if digest != range.digest[index] || digest <= MergeRange.seen {
+                    range.digest[index] = digest
                     volatileThisScan += 1
                     continue
                 }
@@ -535,6 +615,7 @@ final class MergeEngine: @unchecked Sendable {
                 }
                 let mapped = equal ? mapRegion(at: address + k * 4096, pages: page + PageNumber(k), count: end - k, from: segments) : 0
                 if mapped > 0 {
+                    trackingStale = true
                     // The new mapping splits the anonymous mapping around it only where private
                     // memory is left on a side: next to merged pages (their own mappings) it adds
                     // fewer. At the range's edges, assume memory outside (the worst case).
@@ -606,6 +687,15 @@ final class MergeEngine: @unchecked Sendable {
     /// the parent's references and scanner thread, keep the ranges and the switch.
     func resetAfterFork() {
         scanner = nil
+        // The inherited userfaultfd acts on the parent's memory, and the child's mappings are
+        // not registered: a tracker of the child's own comes with the next full scan.
+        writeTracker = nil
+        writeTrackerUnavailable = false
+        trackingStale = true
+        for range in ranges where range.tracksWrites {
+            range.tracksWrites = false
+            for i in 0..<range.pageCount { range.digest[i] = MergeRange.unseen }
+        }
         for range in ranges {
             _ = unmerge(range, 0, range.pageCount)
         }
@@ -641,10 +731,10 @@ final class MergeEngine: @unchecked Sendable {
                 case .merged where pagemap[index] & (1 << 63) != 0 && pagemap[index] & (1 << 61) == 0:
                     pendingReleases.append(range.region[index])
                     range.state[index] = .normal
-                    range.checksum[index] = 0
+                    range.digest[index] = MergeRange.unseen
                 case .zero where Self.wasWritten(discardedZeroPage: pagemap[index]):
                     range.state[index] = .normal
-                    range.checksum[index] = 0
+                    range.digest[index] = MergeRange.unseen
                 default:
                     break
                 }
@@ -675,6 +765,7 @@ final class MergeEngine: @unchecked Sendable {
             s.mappings = mappingsUsed
             s.mappingBudget = mappingBudget
             s.racingWritesAbsorbed = Int(sp_guard_absorbed())
+            s.writeTracking = ranges.contains { $0.tracksWrites }
             return s
         }
     }

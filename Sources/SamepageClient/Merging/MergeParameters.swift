@@ -18,12 +18,16 @@ public struct MergeParameters: Sendable, Equatable {
     /// The share of `/proc/sys/vm/max_map_count` this process's mappings may reach; merges stop
     /// there instead of failing with ENOMEM.
     public var vmaBudgetFraction = 0.5
+    /// Learn which pages were written since the last scan from the kernel (a userfaultfd in
+    /// asynchronous write-protect mode, Linux 6.7) instead of from a checksum of every page in
+    /// every scan. Samepage's own switch, not KSM's; without kernel support, checksums are used.
+    public var trackWrites = true
 
     public init() {}
 
     /// Sets a parameter by its KSM name (`pages_to_scan`, `sleep_millisecs`, `use_zero_pages`,
     /// `smart_scan`, `advisor_target_scan_time`, `advisor_min_pages_to_scan`,
-    /// `advisor_max_pages_to_scan`, `vma_budget_percent`); false for an unknown name or a bad value.
+    /// `advisor_max_pages_to_scan`, `vma_budget_percent`, and Samepage's `track_writes`); false for an unknown name or a bad value.
     public mutating func set(_ name: String, _ value: UInt64) -> Bool {
         switch name {
         case "pages_to_scan" where value > 0 && value <= 1 << 24: pagesToScan = Int(value)
@@ -34,6 +38,7 @@ public struct MergeParameters: Sendable, Equatable {
         case "advisor_min_pages_to_scan" where value > 0: advisorMinPagesToScan = Int(value)
         case "advisor_max_pages_to_scan" where value > 0: advisorMaxPagesToScan = Int(value)
         case "vma_budget_percent" where value >= 1 && value <= 100: vmaBudgetFraction = Double(value) / 100
+        case "track_writes" where value <= 1: trackWrites = value == 1
         default: return false
         }
         return true
@@ -54,7 +59,8 @@ public struct ProcessMergeStatistics: Sendable, Equatable {
     public var mergeAny = false
     public var fullScans = 0
     public var pagesScanned = 0
-    /// Pages whose checksum changed in the last full scan.
+    /// Pages whose checksum changed in the last full scan (with write tracking: pages written
+    /// since the scan before, or seen for the first time).
     public var pagesVolatile = 0
     public var pagesSkipped = 0
     /// Mappings of this process (/proc/self/maps lines) at the last count, and the budget.
@@ -62,4 +68,8 @@ public struct ProcessMergeStatistics: Sendable, Equatable {
     public var mappingBudget = 0
     /// Writes that raced a merge and were retried after it (absorbed by the merge guard).
     public var racingWritesAbsorbed = 0
+    /// Whether the kernel reports this process's writes to its mergeable memory (see
+    /// `MergeParameters.trackWrites`), so pages are read once per scan at most, and not at all
+    /// in the scan after they were written.
+    public var writeTracking = false
 }

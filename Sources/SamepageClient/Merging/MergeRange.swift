@@ -11,7 +11,13 @@ final class MergeRange {
 
     let start: UInt
     let pageCount: Int
-    var checksum: [UInt32]
+    /// Whether the kernel tells which pages were written (WriteTracker).
+    var tracksWrites = false
+    /// The page's digest when a scan last read it (KSM's checksum is its low half), or `unseen`;
+    /// with write tracking also `seen`: looked at, not read (it had just been written).
+    var digest: [UInt64]
+    static let unseen: UInt64 = 0
+    static let seen: UInt64 = 1
     var state: [State]
     var region: [PageNumberValue]
     /// smart_scan: consecutive scans without a merge, and scans still to skip.
@@ -23,7 +29,7 @@ final class MergeRange {
     init(start: UInt, pageCount: Int) {
         self.start = start
         self.pageCount = pageCount
-        checksum = Array(repeating: 0, count: pageCount)
+        digest = Array(repeating: Self.unseen, count: pageCount)
         state = Array(repeating: .normal, count: pageCount)
         region = Array(repeating: 0, count: pageCount)
         misses = Array(repeating: 0, count: pageCount)
@@ -41,7 +47,8 @@ final class MergeRange {
     /// A copy of pages [from, to) as a range of its own (for splitting on unmerge).
     func slice(_ from: Int, _ to: Int) -> MergeRange {
         let piece = MergeRange(start: address(from), pageCount: to - from)
-        piece.checksum = Array(checksum[from..<to])
+        piece.tracksWrites = tracksWrites
+        piece.digest = Array(digest[from..<to])
         piece.state = Array(state[from..<to])
         piece.region = Array(region[from..<to])
         piece.misses = Array(misses[from..<to])
