@@ -10,7 +10,8 @@
 //                                        (page i holds content i % DISTINCT, from SEED), mark them
 //                                        mergeable, run SCANS full scans, print the process's
 //                                        figures, wait for a line on stdin ("scan N", "check",
-//                                        "unmerge", "write I"), report, and exit at end of input
+//                                        "unmerge", "write I", "fill I N": page I gets content N),
+//                                        report, and exit at end of input
 //   samepage-probe stress SOCKET PAGES THREADS MILLISECONDS
 //                                        writers hammer merged and merging pages while the scanner
 //                                        runs; prints "ok ..." when every byte is what was written
@@ -110,7 +111,8 @@ func runMergeProbe(_ args: [String]) {
             try client.setMergeParameter(String(parts[0]), value)
         }
         let memory = try client.allocate(pages * 4096)
-        func expected(_ i: Int) -> UInt64 { distinct == 0 ? UInt64(i) : UInt64(i) % distinct }
+        var refilled: [Int: UInt64] = [:]
+        func expected(_ i: Int) -> UInt64 { refilled[i] ?? (distinct == 0 ? UInt64(i) : UInt64(i) % distinct) }
         for i in 0..<pages {
             if distinct == 0 && seed == 0 { continue }  // all zero pages
             fillPage(memory + i * 4096, content: expected(i), seed: seed)
@@ -131,7 +133,7 @@ func runMergeProbe(_ args: [String]) {
         var scanned = try client.scan(fullScans: scans)
         func report() {
             let s = client.processStatistics()
-            say("stats rmap_items=\(s.rmapItems) merging_pages=\(s.mergingPages) zero_pages=\(s.zeroPages) full_scans=\(s.fullScans) volatile=\(s.pagesVolatile) mappings=\(s.mappings) budget=\(s.mappingBudget) profit=\(s.processProfit) merge_any=\(s.mergeAny ? 1 : 0) scan_merging_pages=\(scanned.mergingPages) scan_full_scans=\(scanned.fullScans)")
+            say("stats rmap_items=\(s.rmapItems) merging_pages=\(s.mergingPages) zero_pages=\(s.zeroPages) full_scans=\(s.fullScans) volatile=\(s.pagesVolatile) mappings=\(s.mappings) budget=\(s.mappingBudget) profit=\(s.processProfit) merge_any=\(s.mergeAny ? 1 : 0) scan_merging_pages=\(scanned.mergingPages) scan_full_scans=\(scanned.fullScans) write_tracking=\(s.writeTracking ? 1 : 0)")
         }
         report()
         while let line = readLine() {
@@ -146,6 +148,12 @@ func runMergeProbe(_ args: [String]) {
                 let i = Int(words[1])!
                 (memory + i * 4096 + 100).storeBytes(of: 0x5A, as: UInt8.self)
                 written[i] = 0x5A
+                say("ok")
+            case "fill":
+                guard words.count == 3, let i = Int(words[1]), let n = UInt64(words[2]), i >= 0 && i < pages else { die("fill I N") }
+                fillPage(memory + i * 4096, content: n, seed: seed)
+                refilled[i] = n
+                written[i] = nil
                 say("ok")
             case "unmerge":
                 try client.advise(memory, length: pages * 4096, .unmergeable)

@@ -24,6 +24,13 @@ struct KSMConformanceTests {
         try run(name)
     }
 
+    /// The same cases with volatility decided by checksums, as the kernel does, where Samepage
+    /// would otherwise ask the kernel which pages were written (track_writes).
+    @Test("ksm_tests.c modes, with checksums instead of write tracking", arguments: counting)
+    func countingCaseWithChecksums(_ name: String) throws {
+        try run(name, "track_writes=0")
+    }
+
     @Test("ksm_functional_tests.c: test_unmerge_uffd_wp is skipped, with its reason")
     func uffdWriteProtect() throws {
         let server = try ServerProcess(regionSize: "256M")
@@ -32,10 +39,10 @@ struct KSMConformanceTests {
         #expect(result.status == 4 && result.stdout.hasPrefix("skip: "), "\(result.stdout)")
     }
 
-    private func run(_ name: String) throws {
+    private func run(_ name: String, _ parameters: String...) throws {
         let server = try ServerProcess(regionSize: "256M")
         defer { server.stop() }
-        let result = try Command.run(Binaries.selftest, [server.socket, name])
+        let result = try Command.run(Binaries.selftest, [server.socket, name] + parameters)
         #expect(result.status == 0, "\(name): \(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("ok: "), "\(name): \(result.stdout)")
         // Whatever the case did, once it is gone the server holds nothing for it.

@@ -90,6 +90,44 @@ struct MergeTests {
         #expect(end["pages_unshared"] == 0)
     }
 
+    /// With write tracking a page keeps the digest it was read with until it is written; with
+    /// checksums it is read every scan. Either way, a page given new content is judged by it.
+    @Test("a page rewritten with another page's content merges with that content",
+          arguments: ["track_writes=1", "track_writes=0"])
+    func rewrittenPageMergesByItsNewContent(_ mode: String) throws {
+        let server = try ServerProcess(regionSize: "256M")
+        defer { server.stop() }
+        let tracking = mode == "track_writes=1" && WriteTrackerProbe.available
+        // A: contents 0...64; B: contents 0...63. Content 64 is A's alone (and smart_scan off,
+        // so that A's page 64 is looked at in every scan however long it found no partner).
+        let (a, aIn, aOut, aLine) = try startMerger(server, pages: 65, distinct: 65, seed: 11, scans: 2, parameters: [mode, "smart_scan=0"])
+        #expect(field(aLine, "write_tracking") == (tracking ? 1 : 0), "\(aLine)")
+        let (b, bIn, bOut, bLine) = try startMerger(server, pages: 64, distinct: 64, seed: 11, scans: 2, parameters: [mode])
+        #expect(field(bLine, "merging_pages") == 64, "\(bLine)")
+        let aMerged = send("scan 1", to: aIn, reading: aOut)
+        #expect(field(aMerged, "merging_pages") == 64, "content 64 has no partner: \(aMerged)")
+        // A's unmerged page 64 (read, its digest known) and merged page 3 get content 9.
+        #expect(send("fill 64 9", to: aIn, reading: aOut) == "ok")
+        #expect(send("fill 3 9", to: aIn, reading: aOut) == "ok")
+        // The scan after a write sees the page volatile; the next one reads it and merges it
+        // with the stored page of content 9 (a stale digest would find content 64 or 3).
+        let volatileScan = send("scan 1", to: aIn, reading: aOut)
+        #expect(field(volatileScan, "merging_pages") == 63, "\(volatileScan)")
+        #expect(field(volatileScan, "volatile") == 1, "page 64; page 3 was merged, its write ends the merge: \(volatileScan)")
+        let merged = send("scan 2", to: aIn, reading: aOut)
+        #expect(field(merged, "merging_pages") == 65, "\(merged)")
+        #expect(send("check", to: aIn, reading: aOut) == "ok")
+        #expect(send("check", to: bIn, reading: bOut) == "ok")
+        // Content 3 is B's alone now (not shared); content 9 is one stored page for four mappings.
+        let stats = try server.statistics()
+        #expect(stats["pages_shared"] == 63)
+        #expect(stats["pages_sharing"] == 65, "62 contents twice, content 9 four times")
+        aIn.closeFile()
+        bIn.closeFile()
+        a.waitUntilExit()
+        b.waitUntilExit()
+    }
+
     @Test("mergeable memory unmapped, remapped, protected and truncated under a full-speed scanner: no crash, merging goes on")
     func vanishingMemory() throws {
         let server = try ServerProcess(regionSize: "256M")

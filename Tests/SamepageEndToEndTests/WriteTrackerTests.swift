@@ -1,0 +1,95 @@
+import Glibc
+import SamepageSystem
+import SystemPackage
+import Testing
+
+/// Whether this kernel tracks writes (userfaultfd asynchronous write-protect and PAGEMAP_SCAN,
+/// Linux 6.7): the tests of the tracker itself skip where it does not, as liburing's tests do.
+enum WriteTrackerProbe {
+    static let available = (try? WriteTracker()) != nil
+}
+
+/// WriteTracker against the real kernel, one behaviour per test.
+@Suite(.enabled(if: WriteTrackerProbe.available, "the kernel cannot track writes (Linux 6.7 userfaultfd WP_ASYNC)"))
+struct WriteTrackerTests {
+    static let pages = 8
+
+    /// Anonymous memory with pages 0..<populated written once.
+    func memory(populated: Int) throws -> UnsafeMutableRawPointer {
+        let p = try Syscall.mmap(nil, Self.pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        for i in 0..<populated { (p + i * 4096).storeBytes(of: 1, as: UInt8.self) }
+        return p
+    }
+
+    func written(_ tracker: borrowing WriteTracker, _ p: UnsafeMutableRawPointer) throws -> [Int] {
+        var marks = [UInt8](repeating: 0, count: Self.pages)
+        try marks.withUnsafeMutableBufferPointer { buffer throws(Errno) in
+            try tracker.collectWritten(start: UInt(bitPattern: p), into: buffer)
+        }
+        return marks.indices.filter { marks[$0] != 0 }
+    }
+
+    @Test("the first collection reports every page (it was never armed), the next none")
+    func firstCollectionReportsPopulatedPages() throws {
+        let p = try memory(populated: 5)
+        defer { Syscall.munmap(p, Self.pages * 4096) }
+        let tracker = try WriteTracker()
+        try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
+        #expect(try written(tracker, p) == Array(0..<Self.pages), "populated or not")
+        #expect(try written(tracker, p) == [])
+    }
+
+    @Test("a write is reported once, where it happened, also on a page never populated before")
+    func writesAreReportedOnce() throws {
+        let p = try memory(populated: 5)
+        defer { Syscall.munmap(p, Self.pages * 4096) }
+        let tracker = try WriteTracker()
+        try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
+        _ = try written(tracker, p)
+        (p + 2 * 4096).storeBytes(of: 7, as: UInt8.self)
+        (p + 6 * 4096).storeBytes(of: 7, as: UInt8.self)
+        _ = (p + 4 * 4096).load(as: UInt8.self)  // a read is no write
+        #expect(try written(tracker, p) == [2, 6])
+        #expect(try written(tracker, p) == [])
+    }
+
+    @Test("a mapping made after tracking started is not reported until tracked, then once in full")
+    func newMappingsNeedTrackingAgain() throws {
+        let p = try memory(populated: 8)
+        defer { Syscall.munmap(p, Self.pages * 4096) }
+        let tracker = try WriteTracker()
+        try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
+        _ = try written(tracker, p)
+        _ = try Syscall.mmap(p + 3 * 4096, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+        (p + 3 * 4096).storeBytes(of: 9, as: UInt8.self)
+        (p + 4 * 4096).storeBytes(of: 9, as: UInt8.self)
+        #expect(try written(tracker, p) == [], "the new mapping is not registered")
+        try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
+        #expect(try written(tracker, p) == [3, 4])
+        #expect(try written(tracker, p) == [])
+    }
+
+    @Test("untracked memory is not reported and its writes cost no fault")
+    func untrackStops() throws {
+        let p = try memory(populated: 8)
+        defer { Syscall.munmap(p, Self.pages * 4096) }
+        let tracker = try WriteTracker()
+        try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
+        _ = try written(tracker, p)
+        tracker.untrack(start: UInt(bitPattern: p), length: Self.pages * 4096)
+        p.storeBytes(of: 3, as: UInt8.self)
+        #expect(try written(tracker, p) == [])
+    }
+
+    @Test("memory another userfaultfd owns cannot be tracked: EBUSY, and the owner keeps it")
+    func anotherOwnerIsBusy() throws {
+        let p = try memory(populated: 8)
+        defer { Syscall.munmap(p, Self.pages * 4096) }
+        let owner = try WriteTracker(), other = try WriteTracker()
+        try owner.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
+        #expect(throws: Errno.resourceBusy) { try other.track(start: UInt(bitPattern: p), length: Self.pages * 4096) }
+        _ = try written(owner, p)
+        (p + 5 * 4096).storeBytes(of: 3, as: UInt8.self)
+        #expect(try written(owner, p) == [5])
+    }
+}
