@@ -54,7 +54,7 @@ func testUnmergeDiscarded() throws -> Outcome {
 /// MADV_POPULATE_WRITE, which would wait for the (absent) userfaultfd handler; the case checks
 /// that the feature exists and otherwise skips, as the kernel's does.
 func testUnmergeUffdWp() throws -> Outcome {
-    .skip("userfaultfd write-protect is not combined with mergeable memory: Samepage's own merge guard write-protects with mprotect (docs/mergeable-memory.md)")
+    .skip("an application's userfaultfd is not combined with mergeable memory: Samepage's scanner registers it with a userfaultfd of its own (write tracking), and its merge guard write-protects with mprotect (docs/mergeable-memory.md)")
 }
 
 /// Kernel: merges PROT_NONE memory (it can read it), and unmerges it after writes through
