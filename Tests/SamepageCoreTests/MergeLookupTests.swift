@@ -66,6 +66,34 @@ struct MergeLookupTests {
         store._checkInvariants()
     }
 
+    /// Pages read for the first time or changed since the last scan: KSM searches its stable
+    /// tree for them, but they must not enter the unstable tree nor make pairs.
+    @Test func stableOnlyLookupsFindStoredPagesAndFileNothing() throws {
+        let f = LookupFixture()
+        let a = try f.client(pid: 1), b = try f.client(pid: 2), c = try f.client(pid: 3)
+        #expect(f.lookup(a, [10], keys: [0xA000]).outcomes == [.unstable])
+        // C's stable-only lookup of content 10 finds A's unstable entry and leaves it be.
+        #expect(f.lookup(c, flags: .stableOnly, [10, 30], keys: addresses(0xC000, 2)).outcomes == [.unstable, .unstable])
+        #expect(f.stat(c, "pages_unshared") == 1, "only A's entry waits")
+        // Nor did C file content 30: B's candidate of it finds no partner.
+        #expect(f.lookup(b, [30], keys: [0xB100]).outcomes == [.unstable])
+        // B pairs with A; then C's stable-only lookup merges, with a reference.
+        #expect(f.lookup(b, [10], keys: [0xB000]).outcomes == [.needContent])
+        let page = try #require(f.scan(b, [10], keys: [0xB000]).outcomes.first?.page)
+        #expect(f.lookup(c, flags: .stableOnly, [10], keys: [0xC000]).outcomes == [.merge(page)])
+        let store = c.session.domain.store
+        #expect(store.owners(of: page) == 3)
+        // A zero page is not answered `.zero` (KSM discards zero pages only once unchanged).
+        let zero = PageStore.zeroDigest
+        let replies = f.send(.mergeLookup(round: 1, flags: [.stableOnly, .useZeroPages], keys: [0xC100], digests: [zero]), c)
+        guard case .mergeResults(let outcomes, _)? = replies.first else {
+            Issue.record("mergeLookup answered \(replies)")
+            return
+        }
+        #expect(outcomes == [.unstable])
+        store._checkInvariants()
+    }
+
     @Test func aFalseDigestFilesNothingUnderIt() throws {
         let f = LookupFixture()
         let a = try f.client(pid: 1), b = try f.client(pid: 2)

@@ -12,20 +12,25 @@ import SamepageSystem
 //     and /proc/self/pagemap is read for it when it has merged or discarded pages;
 //   - a merged page whose pagemap entry is no longer the file page had its copy-on-write broken
 //     by a write: its region reference is released (lazily, on this scan);
-//   - a page whose digest changed since the last scan (KSM's checksum) is volatile and
-//     skipped; one whose digest held is a candidate, sent to the server by digest with the
-//     others of the slice (`mergeLookup`); the pages the server asks the bytes of
-//     (`needContent`) are copied to staging and sent (`mergeScan`);
+//   - a page whose digest changed since the last scan (KSM's checksum) is volatile: it is looked
+//     up among stored pages only (`mergeLookup` with `.stableOnly`: KSM searches its stable tree
+//     before its checksum test), so content stored already merges at first sight; one whose
+//     digest held is a candidate, sent to the server by digest with the others of the slice
+//     (`mergeLookup`); the pages the server asks the bytes of (`needContent`) are copied to
+//     staging and sent (`mergeScan`);
 //   - the server answers merge (with a region page), zero or unstable, plus hints: merges of
 //     pages of earlier slices that found their pair now (see ServiceMerging.swift);
 //   - merges are applied in place, longest runs first, within the VMA budget.
-// So a page merges on its second scan at the earliest, as in KSM.
+// So a page merges with a stored page at its first scan, and makes a new pair at its second at
+// the earliest, as in KSM.
 //
 // Write tracking (Linux 6.7 and later, `track_writes`, on by default) answers "changed since the
 // last scan?" without reading: the kernel reports which pages of the slice were written since
-// the slice was last scanned (WriteTracker). A written page is volatile and is not read at all;
-// an unwritten one keeps the digest it had when last read, so it is read once after each write
-// instead of once per scan, and a process at rest is scanned without reading its pages. The
+// the slice was last scanned (WriteTracker). A written page is volatile and is not read at all
+// (nor looked up: it waits a scan); a page seen for the first time is read once, for the stable
+// tree and for its digest; an unwritten one keeps the digest it had when last read. So a page is
+// read once after each write instead of once per scan, and a process at rest is scanned without
+// reading its pages. The
 // cost moves to the application: its first write to a page after each scan of it takes a minor
 // fault (about 1 µs here). Where the kernel cannot, or a range cannot be registered (another
 // userfaultfd owns it), checksums decide as above. Digests sent are only hints either way: the
@@ -52,6 +57,11 @@ final class MergeEngine: @unchecked Sendable {
     /// Full scans done; the current scan's round number is fullScans + 1.
     private(set) var fullScans = 0
     private var pagesScanned = 0
+    /// Whether the current full scan has begun (see `beginFullScan`).
+    private var scanBegun = false
+    /// Whether the domain stored pages when this full scan began: if not, no page can be found
+    /// among them, and pages new or changed are not looked up so (nor read for it).
+    private var domainStoresPages = true
     private var pagesSkipped = 0
     private var volatileThisScan = 0
     private var volatileLastScan = 0
@@ -223,6 +233,7 @@ final class MergeEngine: @unchecked Sendable {
                 completeFullScan()
                 return true
             }
+            if !scanBegun { beginFullScan() }
             let range = ranges[cursorRange]
             let slicePages = min(range.pageCount - cursorPage, budget, client.stagingPages, Self.slicePages)
             if slicePages > 0 {
@@ -238,7 +249,15 @@ final class MergeEngine: @unchecked Sendable {
         return false
     }
 
+    /// Asks whether the domain stores any page (one statistics request a full scan).
+    private func beginFullScan() {
+        scanBegun = true
+        let stats = (try? client.statistics()) ?? []
+        domainStoresPages = stats.first { $0.name == "region_bytes_used" }.map { $0.value > 0 } ?? true
+    }
+
     private func completeFullScan() {
+        scanBegun = false
         // Between full scans the staging pages the slices went through hold nothing of value:
         // give them back, so a scanning process costs little memory.
         client.stagingLock.withLock { client.releaseStagingMemory(pages: Self.slicePages) }
@@ -331,9 +350,13 @@ final class MergeEngine: @unchecked Sendable {
         // application unmapped or protected meanwhile stops the hash there (the fault is caught):
         // it is marked unreadable.
         let smartScan = parameters.smartScan
+        let lookUpNewPages = domainStoresPages
         func needsHash(_ index: Int) -> Bool {
-            range.state[index] == .normal && !(smartScan && range.skip[index] > 0)
-                && !(tracksWrites && (written[index - from] != 0 || range.digest[index] != MergeRange.seen))
+            guard range.state[index] == .normal, !(smartScan && range.skip[index] > 0) else { return false }
+            guard tracksWrites else { return true }
+            let known = range.digest[index]
+            let written = written[index - from] != 0
+            return (known == MergeRange.unseen && (lookUpNewPages || !written)) || (known == MergeRange.seen && !written)
         }
         var readable = [Bool](repeating: true, count: count)
         var pageDigests = [UInt64](repeating: 0, count: count)
@@ -360,6 +383,12 @@ final class MergeEngine: @unchecked Sendable {
         }
         var candidates: [Int] = []
         var digests: [UInt64] = []
+        // Pages read that are no candidates (new, or changed since the last scan): KSM searches
+        // its stable tree for them all the same, so a page whose content is stored already
+        // merges at first sight. With write tracking, only pages seen for the first time are
+        // read here; a page written since the last scan is not read, and waits a scan.
+        var stableOnly: [Int] = []
+        var stableOnlyDigests: [UInt64] = []
         var releases: [PageNumber] = []
         for offset in 0..<count {
             let index = from + offset
@@ -391,7 +420,20 @@ final class MergeEngine: @unchecked Sendable {
                     continue
                 }
                 if tracksWrites {
-                    // Written since the last scan, or not seen before: volatile, and not read.
+                    // Not seen before: read now, for the stable tree and to keep its digest
+                    // (unless no page is stored and it was written: then it waits a scan, and is
+                    // read once, for the next scan's look-up, as KSM would read it twice).
+                    if range.digest[index] == MergeRange.unseen && (lookUpNewPages || written[offset] == 0) {
+                        let digest = pageDigests[offset]
+                        range.digest[index] = max(digest, MergeRange.seen)
+                        volatileThisScan += 1
+                        if digest > MergeRange.seen && lookUpNewPages {
+                            stableOnly.append(index)
+                            stableOnlyDigests.append(digest)
+                        }
+                        continue
+                    }
+                    // Written since the last scan (or new): volatile, and not read.
                     if written[offset] != 0 || range.digest[index] == MergeRange.unseen {
                         range.digest[index] = MergeRange.seen
                         volatileThisScan += 1
@@ -415,6 +457,10 @@ final class MergeEngine: @unchecked Sendable {
                 if digest != range.digest[index] || digest <= MergeRange.seen {
                     range.digest[index] = digest
                     volatileThisScan += 1
+                    if digest > MergeRange.seen && lookUpNewPages {
+                        stableOnly.append(index)
+                        stableOnlyDigests.append(digest)
+                    }
                     continue
                 }
                 candidates.append(index)
@@ -423,13 +469,24 @@ final class MergeEngine: @unchecked Sendable {
         }
         var merges: [(range: MergeRange, index: Int, page: PageNumber)] = []
         var zeros: [Int] = []
+        var flags: MergeFlags = []
+        if parameters.useZeroPages { flags.insert(.useZeroPages) }
+        let round = UInt32(truncatingIfNeeded: fullScans + 1)
+        var hints: [MergeHint] = []
+        if !stableOnly.isEmpty {
+            let keys = stableOnly.map { UInt64(range.address($0)) }
+            let (outcomes, moreHints) = try client.mergeLookup(round: round, flags: flags.union(.stableOnly), keys: keys, digests: stableOnlyDigests)
+            guard outcomes.count == stableOnly.count else { throw .protocolViolation("scan reply of the wrong length") }
+            for (index, outcome) in zip(stableOnly, outcomes) {
+                if let page = outcome.page { merges.append((range, index, page)) }
+            }
+            hints += moreHints
+        }
         if !candidates.isEmpty {
             let keys = candidates.map { UInt64(range.address($0)) }
-            var flags: MergeFlags = []
-            if parameters.useZeroPages { flags.insert(.useZeroPages) }
-            let round = UInt32(truncatingIfNeeded: fullScans + 1)
             // By digest first: pages already stored cost the server no byte of reading.
-            var (outcomes, hints) = try client.mergeLookup(round: round, flags: flags, keys: keys, digests: digests)
+            var (outcomes, moreHints) = try client.mergeLookup(round: round, flags: flags, keys: keys, digests: digests)
+            hints += moreHints
             guard outcomes.count == candidates.count else { throw .protocolViolation("scan reply of the wrong length") }
             // Pages whose digest pairs with an unstable entry: the server needs their bytes to
             // store the pair's page. They are copied to the front of staging and sent.
@@ -468,12 +525,12 @@ final class MergeEngine: @unchecked Sendable {
                     if range.misses[index] >= 2 { range.skip[index] = UInt8(1) << (range.misses[index] - 2) }
                 }
             }
-            for hint in hints {
-                if let (hinted, index) = locate(UInt(hint.key)), hinted.state[index] == .normal {
-                    merges.append((hinted, index, hint.page))
-                } else {
-                    releases.append(hint.page)
-                }
+        }
+        for hint in hints {
+            if let (hinted, index) = locate(UInt(hint.key)), hinted.state[index] == .normal {
+                merges.append((hinted, index, hint.page))
+            } else {
+                releases.append(hint.page)
             }
         }
         releases += applyMerges(merges)

@@ -284,4 +284,9 @@ public struct MergeFlags: OptionSet, Sendable, Equatable {
     /// KSM's use_zero_pages: all-zero candidates are answered `.zero` (the client discards them
     /// and reads the kernel's zero page) instead of merging with a stored page of zeros.
     public static let useZeroPages = MergeFlags(rawValue: 1)
+    /// (`mergeLookup`.) Look the pages up among stored pages only, as KSM searches its stable
+    /// tree for every page it scans before its checksum test: pages read for the first time, or
+    /// changed since the last scan, are submitted so. Not found is answered `.unstable` and
+    /// nothing is filed; zero pages are not answered `.zero`.
+    public static let stableOnly = MergeFlags(rawValue: 2)
 }

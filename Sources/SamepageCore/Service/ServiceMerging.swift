@@ -11,6 +11,8 @@
 //   3. an unstable entry of another page has the digest -> `.needContent`: the client sends the
 //      bytes (`mergeScan`) and the pair is made there;
 //   4. otherwise -> `.unstable`: filed in the unstable tree (by digest) until a partner comes.
+// With `.stableOnly` (pages read for the first time or changed since the last scan, which KSM
+// still searches its stable tree for) only step 2 applies; anything else is `.unstable`, unfiled.
 // With the bytes (`mergeScan`), copied into memory the server owns:
 //   1. all zeros           -> `.zero`;
 //   2. equal stored page   -> `.merge(p)` with a reference taken for the client (stable tree);
@@ -102,7 +104,8 @@ extension Service {
         }
         let domain = session.domain
         let store = domain.store
-        try beginScanRequest(round: round, candidates: keys.count, session: session)
+        let stableOnly = flags.contains(.stableOnly)
+        try beginScanRequest(round: round, candidates: stableOnly ? 0 : keys.count, session: session)
         var outcomes: [MergeOutcome] = []
         outcomes.reserveCapacity(keys.count)
         for (index, (key, digest)) in zip(keys, digests).enumerated() {
@@ -111,7 +114,7 @@ extension Service {
                 store.prefetch(digest: ahead)
                 domain.unstable.prefetch(hash: ahead)
             }
-            if digest == PageStore.zeroDigest, flags.contains(.useZeroPages) {
+            if digest == PageStore.zeroDigest, flags.contains(.useZeroPages), !stableOnly {
                 outcomes.append(.zero)
                 continue
             }
@@ -119,6 +122,10 @@ extension Service {
                 store.addOwner(page)
                 session.merged.add(1, to: page)
                 outcomes.append(.merge(page))
+                continue
+            }
+            if stableOnly {
+                outcomes.append(.unstable)
                 continue
             }
             let me = UnstableTree.Entry(session: session.id, key: key)
