@@ -10,7 +10,8 @@
 //                                        (page i holds content i % DISTINCT, from SEED), mark them
 //                                        mergeable, run SCANS full scans, print the process's
 //                                        figures, wait for a line on stdin ("scan N", "check",
-//                                        "unmerge", "write I", "fill I N": page I gets content N),
+//                                        "unmerge", "write I", "fill I N": page I gets content N,
+//                                        "remap I N": new memory there, with content N),
 //                                        report, and exit at end of input
 //   samepage-probe stress SOCKET PAGES THREADS MILLISECONDS
 //                                        writers hammer merged and merging pages while the scanner
@@ -151,6 +152,15 @@ func runMergeProbe(_ args: [String]) {
                 say("ok")
             case "fill":
                 guard words.count == 3, let i = Int(words[1]), let n = UInt64(words[2]), i >= 0 && i < pages else { die("fill I N") }
+                fillPage(memory + i * 4096, content: n, seed: seed)
+                refilled[i] = n
+                written[i] = nil
+                say("ok")
+            case "remap":
+                // New memory in place of page I (munmap and mmap in one), holding content N.
+                guard words.count == 3, let i = Int(words[1]), let n = UInt64(words[2]), i >= 0 && i < pages,
+                      mmap(memory + i * 4096, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED
+                else { die("remap I N") }
                 fillPage(memory + i * 4096, content: n, seed: seed)
                 refilled[i] = n
                 written[i] = nil

@@ -131,6 +131,29 @@ struct MergeTests {
         b.waitUntilExit()
     }
 
+    /// The kernel reports writes per mapping: memory the application maps anew in a mergeable
+    /// range is registered again within a second (with the maps), and its pages are read afresh.
+    @Test("a page remapped by the application with another page's content merges with that content",
+          arguments: ["track_writes=1", "track_writes=0"])
+    func remappedPageMergesByItsNewContent(_ mode: String) throws {
+        let server = try ServerProcess(regionSize: "256M")
+        defer { server.stop() }
+        let (a, aIn, aOut, _) = try startMerger(server, pages: 65, distinct: 65, seed: 13, scans: 2, parameters: [mode, "smart_scan=0"])
+        let (b, bIn, _, bLine) = try startMerger(server, pages: 64, distinct: 64, seed: 13, scans: 2, parameters: [mode])
+        #expect(field(bLine, "merging_pages") == 64, "\(bLine)")
+        #expect(field(send("scan 1", to: aIn, reading: aOut), "merging_pages") == 64)
+        // Page 64 (content 64, read and known) becomes new memory holding content 9.
+        #expect(send("remap 64 9", to: aIn, reading: aOut) == "ok")
+        Thread.sleep(forTimeInterval: 1.2)
+        let after = send("scan 3", to: aIn, reading: aOut)
+        #expect(field(after, "merging_pages") == 65, "\(after)")
+        #expect(send("check", to: aIn, reading: aOut) == "ok")
+        aIn.closeFile()
+        bIn.closeFile()
+        a.waitUntilExit()
+        b.waitUntilExit()
+    }
+
     /// KSM searches its stable tree for every page it scans before it asks whether the page
     /// changed: a process that starts after others merged the same content merges at its first
     /// scan; only pages without a stored twin need the second.

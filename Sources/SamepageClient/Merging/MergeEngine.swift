@@ -309,6 +309,9 @@ final class MergeEngine: @unchecked Sendable {
         mapsReadInScan = fullScans
         maps = ProcessMaps.read()
         mappingsUsed = maps.mappings.count
+        // Mappings the application made in mergeable memory since are new to the write tracker
+        // too, which would never report their pages written: register the ranges again.
+        trackingStale = true
     }
 
     private func scanSlice(_ range: MergeRange, _ from: Int, _ to: Int) throws(SamepageError) {
