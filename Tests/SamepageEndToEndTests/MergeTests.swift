@@ -37,6 +37,12 @@ struct MergeTests {
 
     func field(_ line: String, _ name: String) -> Int? { reportField(line, name) }
 
+    /// Ends mergers: their input closed, they exit.
+    func finish(_ mergers: (Process, FileHandle)...) {
+        for (_, input) in mergers { input.closeFile() }
+        for (process, _) in mergers { process.waitUntilExit() }
+    }
+
     @Test("two processes with the same pages: the second process's pages merge with the first's")
     func mergesAcrossProcesses() throws {
         let server = try ServerProcess(regionSize: "256M")
@@ -90,6 +96,21 @@ struct MergeTests {
         #expect(end["pages_unshared"] == 0)
     }
 
+    /// Two mergers, merged: A holds contents 0...64, B contents 0...63, so A's page 64 is A's
+    /// alone (and A scans with smart_scan off, so that page is looked at in every scan however
+    /// long it found no partner). Returns A's process and pipes, then B's.
+    func startMergedPair(_ server: ServerProcess, seed: Int, mode: String) throws
+        -> (a: (Process, FileHandle, FileHandle), b: (Process, FileHandle, FileHandle)) {
+        let tracking = mode == "track_writes=1" && WriteTrackerProbe.available
+        let (a, aIn, aOut, aLine) = try startMerger(server, pages: 65, distinct: 65, seed: seed, scans: 2, parameters: [mode, "smart_scan=0"])
+        #expect(field(aLine, "write_tracking") == (tracking ? 1 : 0), "\(aLine)")
+        let (b, bIn, bOut, bLine) = try startMerger(server, pages: 64, distinct: 64, seed: seed, scans: 2, parameters: [mode])
+        #expect(field(bLine, "merging_pages") == 64, "\(bLine)")
+        let aMerged = send("scan 1", to: aIn, reading: aOut)
+        #expect(field(aMerged, "merging_pages") == 64, "content 64 has no partner: \(aMerged)")
+        return ((a, aIn, aOut), (b, bIn, bOut))
+    }
+
     /// With write tracking a page keeps the digest it was read with until it is written; with
     /// checksums it is read every scan. Either way, a page given new content is judged by it.
     @Test("a page rewritten with another page's content merges with that content",
@@ -98,14 +119,7 @@ struct MergeTests {
         let server = try ServerProcess(regionSize: "256M")
         defer { server.stop() }
         let tracking = mode == "track_writes=1" && WriteTrackerProbe.available
-        // A: contents 0...64; B: contents 0...63. Content 64 is A's alone (and smart_scan off,
-        // so that A's page 64 is looked at in every scan however long it found no partner).
-        let (a, aIn, aOut, aLine) = try startMerger(server, pages: 65, distinct: 65, seed: 11, scans: 2, parameters: [mode, "smart_scan=0"])
-        #expect(field(aLine, "write_tracking") == (tracking ? 1 : 0), "\(aLine)")
-        let (b, bIn, bOut, bLine) = try startMerger(server, pages: 64, distinct: 64, seed: 11, scans: 2, parameters: [mode])
-        #expect(field(bLine, "merging_pages") == 64, "\(bLine)")
-        let aMerged = send("scan 1", to: aIn, reading: aOut)
-        #expect(field(aMerged, "merging_pages") == 64, "content 64 has no partner: \(aMerged)")
+        let ((a, aIn, aOut), (b, bIn, bOut)) = try startMergedPair(server, seed: 11, mode: mode)
         // A's unmerged page 64 (read, its digest known) and merged page 3 get content 9.
         #expect(send("fill 64 9", to: aIn, reading: aOut) == "ok")
         #expect(send("fill 3 9", to: aIn, reading: aOut) == "ok")
@@ -125,10 +139,7 @@ struct MergeTests {
         let stats = try server.statistics()
         #expect(stats["pages_shared"] == 63)
         #expect(stats["pages_sharing"] == 65, "62 contents twice, content 9 four times")
-        aIn.closeFile()
-        bIn.closeFile()
-        a.waitUntilExit()
-        b.waitUntilExit()
+        finish((a, aIn), (b, bIn))
     }
 
     /// The kernel reports writes per mapping: memory the application maps anew in a mergeable
@@ -138,20 +149,14 @@ struct MergeTests {
     func remappedPageMergesByItsNewContent(_ mode: String) throws {
         let server = try ServerProcess(regionSize: "256M")
         defer { server.stop() }
-        let (a, aIn, aOut, _) = try startMerger(server, pages: 65, distinct: 65, seed: 13, scans: 2, parameters: [mode, "smart_scan=0"])
-        let (b, bIn, _, bLine) = try startMerger(server, pages: 64, distinct: 64, seed: 13, scans: 2, parameters: [mode])
-        #expect(field(bLine, "merging_pages") == 64, "\(bLine)")
-        #expect(field(send("scan 1", to: aIn, reading: aOut), "merging_pages") == 64)
+        let ((a, aIn, aOut), (b, bIn, _)) = try startMergedPair(server, seed: 13, mode: mode)
         // Page 64 (content 64, read and known) becomes new memory holding content 9.
         #expect(send("remap 64 9", to: aIn, reading: aOut) == "ok")
         Thread.sleep(forTimeInterval: 1.2)
         let after = send("scan 3", to: aIn, reading: aOut)
         #expect(field(after, "merging_pages") == 65, "\(after)")
         #expect(send("check", to: aIn, reading: aOut) == "ok")
-        aIn.closeFile()
-        bIn.closeFile()
-        a.waitUntilExit()
-        b.waitUntilExit()
+        finish((a, aIn), (b, bIn))
     }
 
     /// KSM searches its stable tree for every page it scans before it asks whether the page
@@ -176,8 +181,7 @@ struct MergeTests {
         let stats = try server.statistics()
         #expect(stats["pages_shared"] == 64)
         #expect(stats["pages_sharing"] == 128)
-        for input in [aIn, bIn, cIn] { input.closeFile() }
-        for process in [a, b, c] { process.waitUntilExit() }
+        finish((a, aIn), (b, bIn), (c, cIn))
     }
 
     @Test("mergeable memory unmapped, remapped, protected and truncated under a full-speed scanner: no crash, merging goes on")

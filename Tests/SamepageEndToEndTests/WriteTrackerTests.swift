@@ -39,57 +39,57 @@ struct WriteTrackerTests {
         #expect(try written(tracker, p) == [])
     }
 
-    @Test("a write is reported once, where it happened, also on a page never populated before")
-    func writesAreReportedOnce() throws {
-        let p = try memory(populated: 5)
+    /// Memory with every page written, tracked by a new tracker that has collected once: all
+    /// its pages armed.
+    func withArmedMemory(_ body: (UnsafeMutableRawPointer, borrowing WriteTracker) throws -> Void) throws {
+        let p = try memory(populated: Self.pages)
         defer { Syscall.munmap(p, Self.pages * 4096) }
         let tracker = try WriteTracker()
         try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
         _ = try written(tracker, p)
-        (p + 2 * 4096).storeBytes(of: 7, as: UInt8.self)
-        (p + 6 * 4096).storeBytes(of: 7, as: UInt8.self)
-        _ = (p + 4 * 4096).load(as: UInt8.self)  // a read is no write
-        #expect(try written(tracker, p) == [2, 6])
-        #expect(try written(tracker, p) == [])
+        try body(p, tracker)
+    }
+
+    @Test("a write is reported once, where it happened; a read is not")
+    func writesAreReportedOnce() throws {
+        try withArmedMemory { p, tracker throws in
+            (p + 2 * 4096).storeBytes(of: 7, as: UInt8.self)
+            (p + 6 * 4096).storeBytes(of: 7, as: UInt8.self)
+            _ = (p + 4 * 4096).load(as: UInt8.self)
+            #expect(try written(tracker, p) == [2, 6])
+            #expect(try written(tracker, p) == [])
+        }
     }
 
     @Test("a mapping made after tracking started is not reported until tracked, then once in full")
     func newMappingsNeedTrackingAgain() throws {
-        let p = try memory(populated: 8)
-        defer { Syscall.munmap(p, Self.pages * 4096) }
-        let tracker = try WriteTracker()
-        try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
-        _ = try written(tracker, p)
-        _ = try Syscall.mmap(p + 3 * 4096, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
-        (p + 3 * 4096).storeBytes(of: 9, as: UInt8.self)
-        (p + 4 * 4096).storeBytes(of: 9, as: UInt8.self)
-        #expect(try written(tracker, p) == [], "the new mapping is not registered")
-        try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
-        #expect(try written(tracker, p) == [3, 4])
-        #expect(try written(tracker, p) == [])
+        try withArmedMemory { p, tracker throws in
+            _ = try Syscall.mmap(p + 3 * 4096, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+            (p + 3 * 4096).storeBytes(of: 9, as: UInt8.self)
+            (p + 4 * 4096).storeBytes(of: 9, as: UInt8.self)
+            #expect(try written(tracker, p) == [], "the new mapping is not registered")
+            try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
+            #expect(try written(tracker, p) == [3, 4])
+            #expect(try written(tracker, p) == [])
+        }
     }
 
-    @Test("untracked memory is not reported and its writes cost no fault")
+    @Test("untracked memory is not reported")
     func untrackStops() throws {
-        let p = try memory(populated: 8)
-        defer { Syscall.munmap(p, Self.pages * 4096) }
-        let tracker = try WriteTracker()
-        try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
-        _ = try written(tracker, p)
-        tracker.untrack(start: UInt(bitPattern: p), length: Self.pages * 4096)
-        p.storeBytes(of: 3, as: UInt8.self)
-        #expect(try written(tracker, p) == [])
+        try withArmedMemory { p, tracker throws in
+            tracker.untrack(start: UInt(bitPattern: p), length: Self.pages * 4096)
+            p.storeBytes(of: 3, as: UInt8.self)
+            #expect(try written(tracker, p) == [])
+        }
     }
 
     @Test("memory another userfaultfd owns cannot be tracked: EBUSY, and the owner keeps it")
     func anotherOwnerIsBusy() throws {
-        let p = try memory(populated: 8)
-        defer { Syscall.munmap(p, Self.pages * 4096) }
-        let owner = try WriteTracker(), other = try WriteTracker()
-        try owner.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
-        #expect(throws: Errno.resourceBusy) { try other.track(start: UInt(bitPattern: p), length: Self.pages * 4096) }
-        _ = try written(owner, p)
-        (p + 5 * 4096).storeBytes(of: 3, as: UInt8.self)
-        #expect(try written(owner, p) == [5])
+        try withArmedMemory { p, owner throws in
+            let other = try WriteTracker()
+            #expect(throws: Errno.resourceBusy) { try other.track(start: UInt(bitPattern: p), length: Self.pages * 4096) }
+            (p + 5 * 4096).storeBytes(of: 3, as: UInt8.self)
+            #expect(try written(owner, p) == [5])
+        }
     }
 }
