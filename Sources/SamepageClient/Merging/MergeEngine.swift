@@ -30,9 +30,8 @@ import SamepageSystem
 // (nor looked up: it waits a scan); a page seen for the first time is read once, for the stable
 // tree and for its digest; an unwritten one keeps the digest it had when last read. So a page is
 // read once after each write instead of once per scan, and a process at rest is scanned without
-// reading its pages. The
-// cost moves to the application: its first write to a page after each scan of it takes a minor
-// fault (about 1 µs here). Where the kernel cannot, or a range cannot be registered (another
+// reading its pages. The cost moves to the application: its first write to a page after each
+// scan of it takes a minor fault (about 1 µs here). Where the kernel cannot, or a range cannot be registered (another
 // userfaultfd owns it), checksums decide as above. Digests sent are only hints either way: the
 // server hashes what it stores itself, and a merge compares bytes before it maps.
 final class MergeEngine: @unchecked Sendable {
@@ -56,32 +55,35 @@ final class MergeEngine: @unchecked Sendable {
     private var cursorPage = 0
     /// Full scans done; the current scan's round number is fullScans + 1.
     private(set) var fullScans = 0
-    private var pagesScanned = 0
+    var pagesScanned = 0
     /// Whether the current full scan has begun (see `beginFullScan`).
     private var scanBegun = false
     /// Whether the domain stored pages when this full scan began: if not, no page can be found
     /// among them, and pages new or changed are not looked up so (nor read for it).
     private var domainStoresPages = true
-    private var pagesSkipped = 0
+    var pagesSkipped = 0
     private var volatileThisScan = 0
-    private var volatileLastScan = 0
+    var volatileLastScan = 0
     private var maps = ProcessMaps()
     private let maxMapCount = ProcessMaps.maxMapCount()
-    private var mappingBudget: Int { Int(Double(maxMapCount) * parameters.vmaBudgetFraction) }
-    private var mappingsUsed = 0
+    var mappingBudget: Int { Int(Double(maxMapCount) * parameters.vmaBudgetFraction) }
+    var mappingsUsed = 0
     private(set) var regionView: UnsafeRawPointer
     private(set) var regionBytes: Int
     /// The client connection the merged pages' references belong to.
-    private var generation: Int
-    private var pagemapFD: Int32 = -1
+    var generation: Int
+    var pagemapFD: Int32 = -1
     /// Reports the pages written between two scans (see WriteTracker); nil where the kernel
     /// cannot or `parameters.trackWrites` is off: checksums tell then.
     private var writeTracker: WriteTracker?
     private var writeTrackerUnavailable = false
     /// The ranges have mappings the tracker has not been told of (merges map region pages over
     /// them), or tracking was switched: register again at the end of the full scan.
-    private var trackingStale = false
+    var trackingStale = false
     private var scanner: ScannerThread?
+    /// References of pages found unshared outside a scan (by `statistics`), dropped with the next
+    /// scan's requests.
+    var pendingReleases: [PageNumber] = []
     /// Pages read and checked per scan request: 2 MiB. Only the pages whose bytes the server asks
     /// for go through staging, and the staging pages are given back after each full scan: a
     /// scanning process keeps at most this much of staging resident, and only while it scans.
@@ -300,9 +302,9 @@ final class MergeEngine: @unchecked Sendable {
     private var mapsReadAt: ContinuousClock.Instant?
 
     /// The full scan in which the maps were last read.
-    private var mapsReadInScan = -1
+    var mapsReadInScan = -1
 
-    private func refreshMaps(force: Bool = false) {
+    func refreshMaps(force: Bool = false) {
         let now = ContinuousClock.now
         if !force, let last = mapsReadAt, now - last < Self.mapsMaxAge { return }
         mapsReadAt = now
@@ -354,12 +356,12 @@ final class MergeEngine: @unchecked Sendable {
         // it is marked unreadable.
         let smartScan = parameters.smartScan
         let lookUpNewPages = domainStoresPages
+        func trackedLook(_ index: Int) -> TrackedLook {
+            TrackedLook(known: range.digest[index], written: written[index - from] != 0, lookUpNewPages: lookUpNewPages)
+        }
         func needsHash(_ index: Int) -> Bool {
             guard range.state[index] == .normal, !(smartScan && range.skip[index] > 0) else { return false }
-            guard tracksWrites else { return true }
-            let known = range.digest[index]
-            let written = written[index - from] != 0
-            return (known == MergeRange.unseen && (lookUpNewPages || !written)) || (known == MergeRange.seen && !written)
+            return !tracksWrites || trackedLook(index).reads
         }
         var readable = [Bool](repeating: true, count: count)
         var pageDigests = [UInt64](repeating: 0, count: count)
@@ -423,10 +425,8 @@ final class MergeEngine: @unchecked Sendable {
                     continue
                 }
                 if tracksWrites {
-                    // Not seen before: read now, for the stable tree and to keep its digest
-                    // (unless no page is stored and it was written: then it waits a scan, and is
-                    // read once, for the next scan's look-up, as KSM would read it twice).
-                    if range.digest[index] == MergeRange.unseen && (lookUpNewPages || written[offset] == 0) {
+                    switch trackedLook(index) {
+                    case .firstSight:
                         let digest = pageDigests[offset]
                         range.digest[index] = max(digest, MergeRange.seen)
                         volatileThisScan += 1
@@ -434,24 +434,18 @@ final class MergeEngine: @unchecked Sendable {
                             stableOnly.append(index)
                             stableOnlyDigests.append(digest)
                         }
-                        continue
-                    }
-                    // Written since the last scan (or new): volatile, and not read.
-                    if written[offset] != 0 || range.digest[index] == MergeRange.unseen {
+                    case .volatile:
                         range.digest[index] = MergeRange.seen
                         volatileThisScan += 1
-                        continue
-                    }
-                    // Not written since the last scan saw it: unchanged, KSM's test without
-                    // reading the page. Its digest is the one it had when last read, or read now
-                    // (the first scan after its last write): a page is read once per write.
-                    var digest = range.digest[index]
-                    if digest == MergeRange.seen {
-                        digest = pageDigests[offset]
+                    case .readCandidate:
+                        let digest = pageDigests[offset]
                         if digest > MergeRange.seen { range.digest[index] = digest }
+                        candidates.append(index)
+                        digests.append(digest)
+                    case .knownCandidate:
+                        candidates.append(index)
+                        digests.append(range.digest[index])
                     }
-                    candidates.append(index)
-                    digests.append(digest)
                     continue
                 }
                 // One hash serves twice: compared with the last scan's it is KSM's checksum
@@ -565,164 +559,6 @@ final class MergeEngine: @unchecked Sendable {
         return nil
     }
 
-    // MARK: Merging in place
-
-    /// Applies merges, longest runs first, within the VMA budget; returns references to drop
-    /// for merges that did not happen.
-    private func applyMerges(_ merges: [(range: MergeRange, index: Int, page: PageNumber)]) -> [PageNumber] {
-        guard !merges.isEmpty else { return [] }
-        let sorted = merges.sorted { $0.range.address($0.index) < $1.range.address($1.index) }
-        // Runs: consecutive addresses in one range mapping consecutive region pages.
-        var runs: [(range: MergeRange, index: Int, page: PageNumber, count: Int)] = []
-        for m in sorted {
-            if var last = runs.last, last.range === m.range, last.index + last.count == m.index,
-               UInt64(last.page) + UInt64(last.count) == UInt64(m.page) {
-                last.count += 1
-                runs[runs.count - 1] = last
-            } else if let last = runs.last, last.range === m.range, m.index < last.index + last.count {
-                // The same page twice (a hint for a page merged in this reply): drop the extra.
-                runs.append((m.range, m.index, m.page, 0))
-            } else {
-                runs.append((m.range, m.index, m.page, 1))
-            }
-        }
-        // Runs first: the longest runs get the mapping budget.
-        var releases: [PageNumber] = []
-        var chosen: [(range: MergeRange, index: Int, page: PageNumber, count: Int)] = []
-        // The count of mappings between two reads of the maps is an upper bound (a merge next to
-        // a merged page adds one mapping, not two): before turning merges away for want of
-        // budget, read the true count, once per full scan at most.
-        if mappingBudget - mappingsUsed < 2 * runs.count && mapsReadInScan != fullScans { refreshMaps(force: true) }
-        var budgetLeft = mappingBudget - mappingsUsed
-        for run in runs.sorted(by: { $0.count > $1.count }) {
-            // A run in the middle of a mapping splits it in three: two more mappings.
-            if run.count == 0 || budgetLeft < 2 || Int(run.page) * 4096 + run.count * 4096 > regionBytes {
-                releases += run.count == 0 ? [run.page] : (0..<run.count).map { run.page + PageNumber($0) }
-                continue
-            }
-            budgetLeft -= 2
-            chosen.append(run)
-        }
-        // One write-protect for the runs of a neighbourhood, not one per run: with scattered
-        // duplicates every page is its own run, and the syscalls are the cost. But not one for
-        // a whole range either: hints from other processes' scans merge pages anywhere in it,
-        // and a span over them all made mprotect visit (and restore) every mapping in between,
-        // thousands once scattered merges have split the range (a fifth of a scattered scan).
-        for (_, group) in Dictionary(grouping: chosen, by: { ObjectIdentifier($0.range) }) {
-            let ordered = group.sorted { $0.index < $1.index }
-            let range = ordered[0].range
-            var clusterStart = 0
-            while clusterStart < ordered.count {
-                var clusterEnd = clusterStart + 1
-                var reach = ordered[clusterStart].index + ordered[clusterStart].count
-                while clusterEnd < ordered.count && ordered[clusterEnd].index - reach <= Self.guardGapPages {
-                    reach = max(reach, ordered[clusterEnd].index + ordered[clusterEnd].count)
-                    clusterEnd += 1
-                }
-                let cluster = ordered[clusterStart..<clusterEnd]
-                let merged = mergeRuns(range, span: cluster.first!.index..<reach, cluster.map { ($0.index, $0.page, $0.count) })
-                mappingsUsed += merged.mappingsAdded
-                releases += merged.failed
-                clusterStart = clusterEnd
-            }
-        }
-        return releases
-    }
-
-    /// Write-protects the span of some runs of one range, confirms each page against the region
-    /// with memcmp, maps the region over the equal parts (MAP_PRIVATE | MAP_FIXED: later writes
-    /// copy on write), and opens the span again. Writers into the span meanwhile wait in the
-    /// merge guard. Only readable, writable private memory is ever a candidate, so opening the
-    /// span read-write restores what was there.
-    /// Maps `count` region pages from `first` over `address`, copy-on-write: one mmap per segment
-    /// they lie in (one, unless the server runs --hardened). Returns how many pages, from the
-    /// first, are now mapped: those are merged whatever happens to the rest.
-    private func mapRegion(at address: UnsafeMutableRawPointer, pages first: PageNumber, count: Int, from segments: SegmentSnapshot) -> Int {
-        var done = 0
-        while done < count {
-            guard let place = try? segments.location(ofPage: first + PageNumber(done)) else { return done }
-            let n = min(count - done, place.pagesInSegment)
-            guard (try? Syscall.mmap(address + done * 4096, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
-                                     place.fd, place.offset)) != nil else { return done }
-            done += n
-        }
-        return done
-    }
-
-    private func mergeRuns(_ range: MergeRange, span: Range<Int>, _ runs: [(index: Int, page: PageNumber, count: Int)]) -> (failed: [PageNumber], mappingsAdded: Int) {
-        let spanAddress = UnsafeMutableRawPointer(bitPattern: range.address(span.lowerBound))!
-        let spanLength = span.count * 4096
-        let all = runs.flatMap { run in (0..<run.count).map { run.page + PageNumber($0) } }
-        // Taken before the guard: no lock may be waited for while this span is write-protected
-        // (a thread holding it could be waiting to write here).
-        guard let segments = try? client.regionSegments(generation: generation) else { return (all, 0) }
-        sp_guard_begin(spanAddress, spanLength)
-        defer { sp_guard_end() }
-        guard (try? Syscall.mprotect(spanAddress, spanLength, PROT_READ)) != nil else { return (all, 0) }
-        defer { _ = try? Syscall.mprotect(spanAddress, spanLength, PROT_READ | PROT_WRITE) }
-        var failed: [PageNumber] = []
-        var mappingsAdded = 0
-        for (index, page, count) in runs {
-            let address = UnsafeMutableRawPointer(bitPattern: range.address(index))!
-            var k = 0
-            while k < count {
-                // In place, fault-tolerant: the application may unmap its memory meanwhile (a
-                // page that cannot be read compares unequal and is not merged).
-                let equal = sp_pages_equal_in_place(address + k * 4096, regionView + (Int(page) + k) * 4096) == 1
-                var end = k + 1
-                while end < count && (sp_pages_equal_in_place(address + end * 4096, regionView + (Int(page) + end) * 4096) == 1) == equal {
-                    end += 1
-                }
-                let mapped = equal ? mapRegion(at: address + k * 4096, pages: page + PageNumber(k), count: end - k, from: segments) : 0
-                if mapped > 0 {
-                    trackingStale = true
-                    // The new mapping splits the anonymous mapping around it only where private
-                    // memory is left on a side: next to merged pages (their own mappings) it adds
-                    // fewer. At the range's edges, assume memory outside (the worst case).
-                    let left = index + k - 1, right = index + k + mapped
-                    mappingsAdded += (left < 0 || range.state[left] != .merged ? 1 : 0)
-                        + (right >= range.pageCount || range.state[right] != .merged ? 1 : 0)
-                }
-                for i in k..<(k + mapped) {
-                    range.state[index + i] = .merged
-                    range.region[index + i] = page + PageNumber(i)
-                }
-                failed += ((k + mapped)..<end).map { page + PageNumber($0) }
-                k = end
-            }
-        }
-        return (failed, mappingsAdded)
-    }
-
-    /// use_zero_pages: discards all-zero pages (MADV_DONTNEED), so they read the kernel's zero
-    /// page and take no memory. Consecutive pages go together: write-protected while checked,
-    /// like a merge, then discarded with one call.
-    private func applyZeroes(_ range: MergeRange, _ indices: [Int]) {
-        var i = 0
-        while i < indices.count {
-            var j = i + 1
-            while j < indices.count && indices[j] == indices[j - 1] + 1 { j += 1 }
-            let first = indices[i], count = j - i
-            let address = UnsafeMutableRawPointer(bitPattern: range.address(first))!
-            sp_guard_begin(address, count * 4096)
-            if (try? Syscall.mprotect(address, count * 4096, PROT_READ)) != nil {
-                var k = 0
-                while k < count {
-                    let zero = sp_pages_equal_in_place(address + k * 4096, ZeroPage.pointer) == 1
-                    var end = k + 1
-                    while end < count && (sp_pages_equal_in_place(address + end * 4096, ZeroPage.pointer) == 1) == zero { end += 1 }
-                    if zero, (try? Syscall.madvise(address + k * 4096, (end - k) * 4096, MADV_DONTNEED)) != nil {
-                        for page in k..<end { range.state[first + page] = .zero }
-                    }
-                    k = end
-                }
-                _ = try? Syscall.mprotect(address, count * 4096, PROT_READ | PROT_WRITE)
-            }
-            sp_guard_end()
-            i = j
-        }
-    }
-
     // MARK: Reconnecting
 
     /// After the client reconnected (the server went away and came back), the references of
@@ -766,85 +602,6 @@ final class MergeEngine: @unchecked Sendable {
         pagesSkipped = 0
         volatileThisScan = 0
         volatileLastScan = 0
-    }
-
-    // MARK: Statistics
-
-    /// References of pages found unshared outside a scan (by `statistics`), dropped with the next
-    /// scan's requests.
-    private var pendingReleases: [PageNumber] = []
-
-    /// Brings page states up to date without scanning: merged pages whose copy-on-write broke
-    /// (pagemap) and discarded zero pages that were written are ordinary pages again. So the
-    /// process's figures are true at once, as the kernel's are; the server's references go with
-    /// the next scan.
-    private func refreshStates() {
-        for range in ranges where range.state.contains(where: { $0 != .normal }) {
-            var pagemap = [UInt64](repeating: 0, count: range.pageCount)
-            if pagemapFD >= 0 {
-                _ = pagemap.withUnsafeMutableBytes { raw in
-                    try? Syscall.pread(pagemapFD, raw, offset: UInt64(range.start / 4096) * 8)
-                }
-            }
-            for index in 0..<range.pageCount {
-                switch range.state[index] {
-                case .merged where pagemap[index] & (1 << 63) != 0 && pagemap[index] & (1 << 61) == 0:
-                    pendingReleases.append(range.region[index])
-                    range.state[index] = .normal
-                    range.digest[index] = MergeRange.unseen
-                case .zero where Self.wasWritten(discardedZeroPage: pagemap[index]):
-                    range.state[index] = .normal
-                    range.digest[index] = MergeRange.unseen
-                default:
-                    break
-                }
-            }
-        }
-    }
-
-    /// This process's figures. `refresh` first brings page states up to date from the page
-    /// tables (a read of /proc/self/pagemap over every range with merged pages: with one mapping
-    /// per merged page, that walk was a third of a scattered workload's scanning time); right
-    /// after a full scan the states are as fresh as the scan left them.
-    func statistics(refresh: Bool = true) -> ProcessMergeStatistics {
-        lock.withLock {
-            if refresh { refreshStates() }
-            var s = ProcessMergeStatistics()
-            for range in ranges {
-                s.rmapItems += range.pageCount
-                for state in range.state {
-                    if state == .merged { s.mergingPages += 1 } else if state == .zero { s.zeroPages += 1 }
-                }
-            }
-            s.processProfit = (s.mergingPages + s.zeroPages) * 4096 - s.rmapItems * 16
-            s.mergeAny = mergeAny
-            s.fullScans = fullScans
-            s.pagesScanned = pagesScanned
-            s.pagesVolatile = volatileLastScan
-            s.pagesSkipped = pagesSkipped
-            s.mappings = mappingsUsed
-            s.mappingBudget = mappingBudget
-            s.racingWritesAbsorbed = Int(sp_guard_absorbed())
-            s.writeTracking = ranges.contains { $0.tracksWrites }
-            return s
-        }
-    }
-
-    /// Sends this process's scanner figures to the server (after each full scan, when the scan
-    /// just brought every page's state up to date) and returns them.
-    @discardableResult
-    func report(afterFullScan: Bool = false) throws(SamepageError) -> ProcessMergeStatistics {
-        let s = statistics(refresh: !afterFullScan)
-        var report = ScanReport()
-        report.pagesScanned = UInt64(s.pagesScanned)
-        report.fullScans = UInt64(s.fullScans)
-        report.pagesSkipped = UInt64(s.pagesSkipped)
-        report.pagesVolatile = UInt64(s.pagesVolatile)
-        report.zeroPages = UInt64(s.zeroPages)
-        report.mergingPages = UInt64(s.mergingPages)
-        report.rmapItems = UInt64(s.rmapItems)
-        try client.send(report)
-        return s
     }
 
     // MARK: The scanner thread

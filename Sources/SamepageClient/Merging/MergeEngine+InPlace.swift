@@ -1,0 +1,164 @@
+import CSamepageShim
+import Glibc
+import SamepageCore
+import SamepageSystem
+
+// Merging in place: the runs a scan found are mapped over the process's own pages, under the
+// merge guard, within the mapping budget (see the essay at the top of MergeEngine.swift).
+extension MergeEngine {
+    /// Applies merges, longest runs first, within the VMA budget; returns references to drop
+    /// for merges that did not happen.
+    func applyMerges(_ merges: [(range: MergeRange, index: Int, page: PageNumber)]) -> [PageNumber] {
+        guard !merges.isEmpty else { return [] }
+        let sorted = merges.sorted { $0.range.address($0.index) < $1.range.address($1.index) }
+        // Runs: consecutive addresses in one range mapping consecutive region pages.
+        var runs: [(range: MergeRange, index: Int, page: PageNumber, count: Int)] = []
+        for m in sorted {
+            if var last = runs.last, last.range === m.range, last.index + last.count == m.index,
+               UInt64(last.page) + UInt64(last.count) == UInt64(m.page) {
+                last.count += 1
+                runs[runs.count - 1] = last
+            } else if let last = runs.last, last.range === m.range, m.index < last.index + last.count {
+                // The same page twice (a hint for a page merged in this reply): drop the extra.
+                runs.append((m.range, m.index, m.page, 0))
+            } else {
+                runs.append((m.range, m.index, m.page, 1))
+            }
+        }
+        // Runs first: the longest runs get the mapping budget.
+        var releases: [PageNumber] = []
+        var chosen: [(range: MergeRange, index: Int, page: PageNumber, count: Int)] = []
+        // The count of mappings between two reads of the maps is an upper bound (a merge next to
+        // a merged page adds one mapping, not two): before turning merges away for want of
+        // budget, read the true count, once per full scan at most.
+        if mappingBudget - mappingsUsed < 2 * runs.count && mapsReadInScan != fullScans { refreshMaps(force: true) }
+        var budgetLeft = mappingBudget - mappingsUsed
+        for run in runs.sorted(by: { $0.count > $1.count }) {
+            // A run in the middle of a mapping splits it in three: two more mappings.
+            if run.count == 0 || budgetLeft < 2 || Int(run.page) * 4096 + run.count * 4096 > regionBytes {
+                releases += run.count == 0 ? [run.page] : (0..<run.count).map { run.page + PageNumber($0) }
+                continue
+            }
+            budgetLeft -= 2
+            chosen.append(run)
+        }
+        // One write-protect for the runs of a neighbourhood, not one per run: with scattered
+        // duplicates every page is its own run, and the syscalls are the cost. But not one for
+        // a whole range either: hints from other processes' scans merge pages anywhere in it,
+        // and a span over them all made mprotect visit (and restore) every mapping in between,
+        // thousands once scattered merges have split the range (a fifth of a scattered scan).
+        for (_, group) in Dictionary(grouping: chosen, by: { ObjectIdentifier($0.range) }) {
+            let ordered = group.sorted { $0.index < $1.index }
+            let range = ordered[0].range
+            var clusterStart = 0
+            while clusterStart < ordered.count {
+                var clusterEnd = clusterStart + 1
+                var reach = ordered[clusterStart].index + ordered[clusterStart].count
+                while clusterEnd < ordered.count && ordered[clusterEnd].index - reach <= Self.guardGapPages {
+                    reach = max(reach, ordered[clusterEnd].index + ordered[clusterEnd].count)
+                    clusterEnd += 1
+                }
+                let cluster = ordered[clusterStart..<clusterEnd]
+                let merged = mergeRuns(range, span: cluster.first!.index..<reach, cluster.map { ($0.index, $0.page, $0.count) })
+                mappingsUsed += merged.mappingsAdded
+                releases += merged.failed
+                clusterStart = clusterEnd
+            }
+        }
+        return releases
+    }
+
+    /// Write-protects the span of some runs of one range, confirms each page against the region
+    /// with memcmp, maps the region over the equal parts (MAP_PRIVATE | MAP_FIXED: later writes
+    /// copy on write), and opens the span again. Writers into the span meanwhile wait in the
+    /// merge guard. Only readable, writable private memory is ever a candidate, so opening the
+    /// span read-write restores what was there.
+    /// Maps `count` region pages from `first` over `address`, copy-on-write: one mmap per segment
+    /// they lie in (one, unless the server runs --hardened). Returns how many pages, from the
+    /// first, are now mapped: those are merged whatever happens to the rest.
+    private func mapRegion(at address: UnsafeMutableRawPointer, pages first: PageNumber, count: Int, from segments: SegmentSnapshot) -> Int {
+        var done = 0
+        while done < count {
+            guard let place = try? segments.location(ofPage: first + PageNumber(done)) else { return done }
+            let n = min(count - done, place.pagesInSegment)
+            guard (try? Syscall.mmap(address + done * 4096, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+                                     place.fd, place.offset)) != nil else { return done }
+            done += n
+        }
+        return done
+    }
+
+    private func mergeRuns(_ range: MergeRange, span: Range<Int>, _ runs: [(index: Int, page: PageNumber, count: Int)]) -> (failed: [PageNumber], mappingsAdded: Int) {
+        let spanAddress = UnsafeMutableRawPointer(bitPattern: range.address(span.lowerBound))!
+        let spanLength = span.count * 4096
+        let all = runs.flatMap { run in (0..<run.count).map { run.page + PageNumber($0) } }
+        // Taken before the guard: no lock may be waited for while this span is write-protected
+        // (a thread holding it could be waiting to write here).
+        guard let segments = try? client.regionSegments(generation: generation) else { return (all, 0) }
+        sp_guard_begin(spanAddress, spanLength)
+        defer { sp_guard_end() }
+        guard (try? Syscall.mprotect(spanAddress, spanLength, PROT_READ)) != nil else { return (all, 0) }
+        defer { _ = try? Syscall.mprotect(spanAddress, spanLength, PROT_READ | PROT_WRITE) }
+        var failed: [PageNumber] = []
+        var mappingsAdded = 0
+        for (index, page, count) in runs {
+            let address = UnsafeMutableRawPointer(bitPattern: range.address(index))!
+            var k = 0
+            while k < count {
+                // In place, fault-tolerant: the application may unmap its memory meanwhile (a
+                // page that cannot be read compares unequal and is not merged).
+                let equal = sp_pages_equal_in_place(address + k * 4096, regionView + (Int(page) + k) * 4096) == 1
+                var end = k + 1
+                while end < count && (sp_pages_equal_in_place(address + end * 4096, regionView + (Int(page) + end) * 4096) == 1) == equal {
+                    end += 1
+                }
+                let mapped = equal ? mapRegion(at: address + k * 4096, pages: page + PageNumber(k), count: end - k, from: segments) : 0
+                if mapped > 0 {
+                    trackingStale = true
+                    // The new mapping splits the anonymous mapping around it only where private
+                    // memory is left on a side: next to merged pages (their own mappings) it adds
+                    // fewer. At the range's edges, assume memory outside (the worst case).
+                    let left = index + k - 1, right = index + k + mapped
+                    mappingsAdded += (left < 0 || range.state[left] != .merged ? 1 : 0)
+                        + (right >= range.pageCount || range.state[right] != .merged ? 1 : 0)
+                }
+                for i in k..<(k + mapped) {
+                    range.state[index + i] = .merged
+                    range.region[index + i] = page + PageNumber(i)
+                }
+                failed += ((k + mapped)..<end).map { page + PageNumber($0) }
+                k = end
+            }
+        }
+        return (failed, mappingsAdded)
+    }
+
+    /// use_zero_pages: discards all-zero pages (MADV_DONTNEED), so they read the kernel's zero
+    /// page and take no memory. Consecutive pages go together: write-protected while checked,
+    /// like a merge, then discarded with one call.
+    func applyZeroes(_ range: MergeRange, _ indices: [Int]) {
+        var i = 0
+        while i < indices.count {
+            var j = i + 1
+            while j < indices.count && indices[j] == indices[j - 1] + 1 { j += 1 }
+            let first = indices[i], count = j - i
+            let address = UnsafeMutableRawPointer(bitPattern: range.address(first))!
+            sp_guard_begin(address, count * 4096)
+            if (try? Syscall.mprotect(address, count * 4096, PROT_READ)) != nil {
+                var k = 0
+                while k < count {
+                    let zero = sp_pages_equal_in_place(address + k * 4096, ZeroPage.pointer) == 1
+                    var end = k + 1
+                    while end < count && (sp_pages_equal_in_place(address + end * 4096, ZeroPage.pointer) == 1) == zero { end += 1 }
+                    if zero, (try? Syscall.madvise(address + k * 4096, (end - k) * 4096, MADV_DONTNEED)) != nil {
+                        for page in k..<end { range.state[first + page] = .zero }
+                    }
+                    k = end
+                }
+                _ = try? Syscall.mprotect(address, count * 4096, PROT_READ | PROT_WRITE)
+            }
+            sp_guard_end()
+            i = j
+        }
+    }
+}
