@@ -12,15 +12,12 @@ import SystemPackage
 public struct WriteTracker: ~Copyable {
     private let faults: OwnedDescriptor
     private let pagemap: OwnedDescriptor
-    /// The process this tracker serves.
-    public let pid: Int32
 
     /// Fails with the kernel's error where a part is missing (ENOSYS, EINVAL, ENOTTY, EPERM).
     public init() throws(Errno) {
         let pagemap = OwnedDescriptor(taking: try Syscall.open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC))
         faults = OwnedDescriptor(taking: try Syscall.writeTrackingCreate(pagemap: pagemap.rawValue))
         self.pagemap = pagemap
-        pid = getpid()
     }
 
     /// Starts tracking [start, start + length). Mappings already tracked stay as they are;

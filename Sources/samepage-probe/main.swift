@@ -11,7 +11,8 @@
 //                                        mergeable, run SCANS full scans, print the process's
 //                                        figures, wait for a line on stdin ("scan N", "check",
 //                                        "unmerge", "write I", "fill I N": page I gets content N,
-//                                        "remap I N": new memory there, with content N),
+//                                        "remap I N": new memory there, with content N,
+//                                        "fork-write I": a child merges, writes page I, reports),
 //                                        report, and exit at end of input
 //   samepage-probe stress SOCKET PAGES THREADS MILLISECONDS
 //                                        writers hammer merged and merging pages while the scanner
@@ -164,6 +165,22 @@ func runMergeProbe(_ args: [String]) {
                 fillPage(memory + i * 4096, content: n, seed: seed)
                 refilled[i] = n
                 written[i] = nil
+                say("ok")
+            case "fork-write":
+                // A child that merges again in three scans (its merged pages got private copies at fork), writes
+                // page I, scans, and reports before and after; the parent waits for it.
+                guard words.count == 2, let i = Int(words[1]), i >= 0 && i < pages else { die("fork-write I") }
+                let child = fork()
+                if child == 0 {
+                    let merged = try client.scan(fullScans: 3)
+                    (memory + i * 4096 + 100).storeBytes(of: 0x5A, as: UInt8.self)
+                    let after = try client.scan(fullScans: 1)
+                    let fresh = client.processStatistics()
+                    say("child merging_pages=\(merged.mergingPages) after_write=\(after.mergingPages) refreshed=\(fresh.mergingPages)")
+                    exit(0)
+                }
+                var status: Int32 = 0
+                waitpid(child, &status, 0)
                 say("ok")
             case "unmerge":
                 try client.advise(memory, length: pages * 4096, .unmergeable)

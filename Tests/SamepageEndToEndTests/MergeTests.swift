@@ -159,6 +159,30 @@ struct MergeTests {
         finish((a, aIn), (b, bIn))
     }
 
+    /// A forked child's merged pages get private copies; when it merges again, its scanner must
+    /// read its own page tables (and track its own writes), not its parent's: /proc/self/pagemap
+    /// opened before fork still shows the parent's.
+    @Test("a forked child merges again and sees its own writes break the sharing",
+          arguments: ["track_writes=1", "track_writes=0"])
+    func forkedChildMergesAndSeesItsWrites(_ mode: String) throws {
+        let server = try ServerProcess(regionSize: "256M")
+        defer { server.stop() }
+        let (a, aIn, aOut, _) = try startMerger(server, pages: 64, distinct: 64, seed: 17, scans: 2, parameters: [mode])
+        let (b, bIn, _, bLine) = try startMerger(server, pages: 64, distinct: 64, seed: 17, scans: 2, parameters: [mode])
+        #expect(field(bLine, "merging_pages") == 64, "\(bLine)")
+        #expect(field(send("scan 1", to: aIn, reading: aOut), "merging_pages") == 64)
+        #expect(send("check", to: aIn, reading: aOut) == "ok")
+        let child = send("fork-write 5", to: aIn, reading: aOut)
+        #expect(field(child, "merging_pages") == 64, "the child merges with the stored pages: \(child)")
+        #expect(field(child, "after_write") == 63, "the child's write ended one merge: \(child)")
+        #expect(field(child, "refreshed") == 63, "\(child)")
+        #expect(readLine(aOut) == "ok")
+        // The parent's pages are as they were.
+        #expect(send("check", to: aIn, reading: aOut) == "ok")
+        #expect(field(send("scan 1", to: aIn, reading: aOut), "merging_pages") == 64)
+        finish((a, aIn), (b, bIn))
+    }
+
     /// KSM searches its stable tree for every page it scans before it asks whether the page
     /// changed: a process that starts after others merged the same content merges at its first
     /// scan; only pages without a stored twin need the second.

@@ -583,6 +583,9 @@ final class MergeEngine: @unchecked Sendable {
     /// the parent's references and scanner thread, keep the ranges and the switch.
     func resetAfterFork() {
         scanner = nil
+        // /proc/self/pagemap opened before fork reads the parent's page tables: open the child's.
+        if pagemapFD >= 0 { close(pagemapFD) }
+        pagemapFD = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
         // The inherited userfaultfd acts on the parent's memory, and the child's mappings are
         // not registered: a tracker of the child's own comes with the next full scan.
         writeTracker = nil
