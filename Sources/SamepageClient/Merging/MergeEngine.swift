@@ -120,15 +120,15 @@ final class MergeEngine: @unchecked Sendable {
                     return rest
                 }
             }
-            for piece in pieces where piece.1 > piece.0 {
-                ranges.append(MergeRange(start: piece.0, pageCount: Int((piece.1 - piece.0) / 4096)))
-            }
+            let added = pieces.filter { $0.1 > $0.0 }.map { MergeRange(start: $0.0, pageCount: Int(($0.1 - $0.0) / 4096)) }
+            ranges += added
             ranges.sort { $0.start < $1.start }
             cursorRange = min(cursorRange, max(0, ranges.count - 1))
             cursorPage = 0
             mapsReadAt = nil
             publishRanges()
-            retrackRanges()
+            // Only the new ranges: a process that allocates often must not re-register them all.
+            track(added)
         }
     }
 
@@ -278,10 +278,16 @@ final class MergeEngine: @unchecked Sendable {
     /// fails. A range that changes mode forgets what its scans saw.
     private func retrackRanges() {
         trackingStale = false
+        track(ranges)
+    }
+
+    /// Registers `targets` with the write tracker (made on first use), or stops tracking them
+    /// where tracking is switched off or registration fails.
+    private func track(_ targets: [MergeRange]) {
         if parameters.trackWrites && writeTracker == nil && !writeTrackerUnavailable {
             do { writeTracker = try WriteTracker() } catch { writeTrackerUnavailable = true }
         }
-        for range in ranges {
+        for range in targets {
             let length = range.pageCount * 4096
             let tracking = parameters.trackWrites && (try? writeTracker?.track(start: range.start, length: length)) != nil
             if !tracking && range.tracksWrites { writeTracker?.untrack(start: range.start, length: length) }
