@@ -61,6 +61,12 @@ extension SamepageClient {
     /// `use_zero_pages`, `smart_scan`, `advisor_target_scan_time`, `advisor_min_pages_to_scan`,
     /// `advisor_max_pages_to_scan`, `run` (0 stops the scanner thread, 1 starts it), and
     /// `max_page_sharing`, which is the dedup domain's and changes only while it stores no pages.
+    /// Sets a parameter given as "name=value" (see MergeParameters.parse).
+    public func setMergeParameter(_ assignment: String) throws(SamepageError) {
+        let (name, value) = try MergeParameters.parse(assignment)
+        try setMergeParameter(name, value)
+    }
+
     public func setMergeParameter(_ name: String, _ value: UInt64) throws(SamepageError) {
         if name == "max_page_sharing" {
             try lock.withLock { () throws(SamepageError) in _ = try configure(name, value) }

@@ -26,11 +26,7 @@ let MiB = 1 << 20
 func connect() throws -> SamepageClient {
     let client = try SamepageClient(socketPath: socketPath, name: "ksm-selftest")
     try client.setMergeParameter("run", 0)
-    for assignment in parameterArguments {
-        let parts = assignment.split(separator: "=")
-        guard parts.count == 2, let value = UInt64(parts[1]) else { throw Failure("bad parameter \(assignment)") }
-        try client.setMergeParameter(String(parts[0]), value)
-    }
+    for assignment in parameterArguments { try client.setMergeParameter(assignment) }
     return client
 }
 

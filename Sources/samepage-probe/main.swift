@@ -107,11 +107,7 @@ func runMergeProbe(_ args: [String]) {
     do {
         let client = try SamepageClient(socketPath: args[0], name: "samepage-probe-merge")
         try client.setMergeParameter("run", 0)
-        for assignment in args.dropFirst(5) {
-            let parts = assignment.split(separator: "=")
-            guard parts.count == 2, let value = UInt64(parts[1]) else { die("bad parameter \(assignment)") }
-            try client.setMergeParameter(String(parts[0]), value)
-        }
+        for assignment in args.dropFirst(5) { try client.setMergeParameter(assignment) }
         let memory = try client.allocate(pages * 4096)
         var refilled: [Int: UInt64] = [:]
         func expected(_ i: Int) -> UInt64 { refilled[i] ?? (distinct == 0 ? UInt64(i) : UInt64(i) % distinct) }

@@ -70,17 +70,12 @@ struct Bench: ParsableCommand {
         guard procs >= 1 && procs <= 256 else { throw ValidationError("--procs must be 1 to 256") }
         guard mib >= 1 && mib <= 64 << 10 else { throw ValidationError("--mib must be 1 to 65536") }
         guard shared >= 0 && shared <= 100 else { throw ValidationError("--shared is a percentage") }
-        for (name, value) in try parameters.map(Self.parseParameter) {
+        for assignment in parameters {
             var check = MergeParameters()
-            guard check.set(name, value) else { throw ValidationError("--set \(name)=\(value): unknown parameter or bad value") }
+            guard let (name, value) = try? MergeParameters.parse(assignment), check.set(name, value) else {
+                throw ValidationError("--set \(assignment): not name=value with a known name and a good value")
+            }
         }
-    }
-
-    /// "name=value" of --set, value a whole number.
-    static func parseParameter(_ text: String) throws -> (String, UInt64) {
-        let parts = text.split(separator: "=", maxSplits: 1)
-        guard parts.count == 2, let value = UInt64(parts[1]) else { throw ValidationError("--set takes name=value, not '\(text)'") }
-        return (String(parts[0]), value)
     }
 
     func run() throws {

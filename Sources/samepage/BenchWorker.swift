@@ -26,7 +26,7 @@ struct BenchWorker: ParsableCommand {
         if let client {
             try client.setMergeParameter("run", 0)
             if layout == .zeros { try client.setMergeParameter("use_zero_pages", 1) }
-            for (name, value) in try parameters.map(Bench.parseParameter) { try client.setMergeParameter(name, value) }
+            for assignment in parameters { try client.setMergeParameter(assignment) }
             memory = try client.allocate(pages * 4096)
         } else {
             memory = try Syscall.mmap(nil, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)

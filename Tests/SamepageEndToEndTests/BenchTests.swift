@@ -46,6 +46,22 @@ struct BenchTests {
         #expect(Self.ksmTunables() == before, "every KSM tunable is back as it was")
     }
 
+    @Test("bench --set takes Samepage's scan knobs, and refuses an unknown or malformed one before anything runs")
+    func scanKnobs() throws {
+        let unknown = try Command.run(Binaries.samepage, ["bench", "--set", "no_such_knob=1"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("--set no_such_knob=1"), "\(unknown.stderr)")
+        let malformed = try Command.run(Binaries.samepage, ["bench", "--set", "track_writes"])
+        #expect(malformed.status != 0 && malformed.stderr.contains("--set track_writes"), "\(malformed.stderr)")
+        // Checksums instead of write tracking, smart_scan off: the workload saves the same.
+        let result = try Command.run(Binaries.samepage, ["bench", "--workload", "runs", "--procs", "2", "--mib", "8",
+                                                         "--shared", "50", "--no-ksm", "--json", "--timeout", "60",
+                                                         "--set", "track_writes=0", "--set", "smart_scan=0"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let samepage = try #require((json["results"] as? [[String: Any]])?.first)
+        #expect(samepage["saved_bytes"] as? Double == 1024.0 * 4096)
+    }
+
     @Test("a short put benchmark reports both puts against their baselines")
     func shortPut() throws {
         let result = try Command.run(Binaries.samepage, ["bench", "--workload", "put", "--size", "16M", "--rounds", "1", "--json"])

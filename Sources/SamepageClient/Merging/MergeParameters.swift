@@ -43,6 +43,15 @@ public struct MergeParameters: Sendable, Equatable {
         }
         return true
     }
+
+    /// "name=value" as the tools take parameters on their command lines (value a whole number).
+    public static func parse(_ assignment: String) throws(SamepageError) -> (name: String, value: UInt64) {
+        let parts = assignment.split(separator: "=", maxSplits: 1)
+        guard parts.count == 2, let value = UInt64(parts[1]) else {
+            throw .invalidArgument("a parameter is name=value, not '\(assignment)'")
+        }
+        return (String(parts[0]), value)
+    }
 }
 
 /// Per-process figures, with the kernel's names (/proc/PID/ksm_stat and ksm_merging_pages).
