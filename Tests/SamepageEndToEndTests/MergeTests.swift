@@ -96,18 +96,19 @@ struct MergeTests {
         #expect(end["pages_unshared"] == 0)
     }
 
-    /// Two mergers, merged: A holds contents 0...64, B contents 0...63, so A's page 64 is A's
-    /// alone (and A scans with smart_scan off, so that page is looked at in every scan however
-    /// long it found no partner). Returns A's process and pipes, then B's.
-    func startMergedPair(_ server: ServerProcess, seed: Int, mode: String) throws
+    /// Two mergers, merged: A holds contents 0..<aPages, B contents 0...63, so A's pages from 64
+    /// on are A's alone (and A scans with smart_scan off, so that they are looked at in every
+    /// scan however long they found no partner). Returns A's process and pipes, then B's.
+    func startMergedPair(_ server: ServerProcess, seed: Int, mode: String, aPages: Int = 65) throws
         -> (a: (Process, FileHandle, FileHandle), b: (Process, FileHandle, FileHandle)) {
         let tracking = mode == "track_writes=1" && WriteTrackerProbe.available
-        let (a, aIn, aOut, aLine) = try startMerger(server, pages: 65, distinct: 65, seed: seed, scans: 2, parameters: [mode, "smart_scan=0"])
+        let (a, aIn, aOut, aLine) = try startMerger(server, pages: aPages, distinct: aPages, seed: seed, scans: 2,
+                                                    parameters: [mode, "smart_scan=0"])
         #expect(field(aLine, "write_tracking") == (tracking ? 1 : 0), "\(aLine)")
         let (b, bIn, bOut, bLine) = try startMerger(server, pages: 64, distinct: 64, seed: seed, scans: 2, parameters: [mode])
         #expect(field(bLine, "merging_pages") == 64, "\(bLine)")
         let aMerged = send("scan 1", to: aIn, reading: aOut)
-        #expect(field(aMerged, "merging_pages") == 64, "content 64 has no partner: \(aMerged)")
+        #expect(field(aMerged, "merging_pages") == 64, "contents from 64 on have no partner: \(aMerged)")
         return ((a, aIn, aOut), (b, bIn, bOut))
     }
 
@@ -167,10 +168,7 @@ struct MergeTests {
     func forkedChildMergesAndSeesItsWrites(_ mode: String) throws {
         let server = try ServerProcess(regionSize: "256M")
         defer { server.stop() }
-        let (a, aIn, aOut, _) = try startMerger(server, pages: 64, distinct: 64, seed: 17, scans: 2, parameters: [mode])
-        let (b, bIn, _, bLine) = try startMerger(server, pages: 64, distinct: 64, seed: 17, scans: 2, parameters: [mode])
-        #expect(field(bLine, "merging_pages") == 64, "\(bLine)")
-        #expect(field(send("scan 1", to: aIn, reading: aOut), "merging_pages") == 64)
+        let ((a, aIn, aOut), (b, bIn, _)) = try startMergedPair(server, seed: 17, mode: mode, aPages: 64)
         #expect(send("check", to: aIn, reading: aOut) == "ok")
         let child = send("fork-write 5", to: aIn, reading: aOut)
         #expect(field(child, "merging_pages") == 64, "the child merges with the stored pages: \(child)")
@@ -191,9 +189,7 @@ struct MergeTests {
     func lateJoinerMergesAtFirstScan(_ mode: String) throws {
         let server = try ServerProcess(regionSize: "256M")
         defer { server.stop() }
-        let (a, aIn, _, _) = try startMerger(server, pages: 64, distinct: 64, seed: 21, scans: 2, parameters: [mode])
-        let (b, bIn, _, bLine) = try startMerger(server, pages: 64, distinct: 64, seed: 21, scans: 2, parameters: [mode])
-        #expect(field(bLine, "merging_pages") == 64, "\(bLine)")
+        let ((a, aIn, _), (b, bIn, _)) = try startMergedPair(server, seed: 21, mode: mode, aPages: 64)
         // C: the same 64 contents and 16 of its own.
         let (c, cIn, cOut, cLine) = try startMerger(server, pages: 80, distinct: 80, seed: 21, scans: 1, parameters: [mode])
         #expect(field(cLine, "full_scans") == 1, "\(cLine)")
