@@ -112,6 +112,29 @@ struct MergeTests {
         return ((a, aIn, aOut), (b, bIn, bOut))
     }
 
+    /// KSM's `run`: a scanner thread works through the mergeable memory on its own, a hundred
+    /// pages every 20 ms by default, and merges without any call to `scan`.
+    @Test("the scanner thread merges on its own", arguments: ["track_writes=1", "track_writes=0"])
+    func scannerThreadMerges(_ mode: String) throws {
+        let server = try ServerProcess(regionSize: "256M")
+        defer { server.stop() }
+        let (a, aIn, aOut, _) = try startMerger(server, pages: 256, distinct: 256, seed: 23, scans: 0, parameters: [mode, "run=1"])
+        let (b, bIn, bOut, _) = try startMerger(server, pages: 256, distinct: 256, seed: 23, scans: 0, parameters: [mode, "run=1"])
+        let deadline = Date().addingTimeInterval(10)
+        var lines = ("", "")
+        while Date() < deadline {
+            lines = (send("scan 0", to: aIn, reading: aOut), send("scan 0", to: bIn, reading: bOut))
+            if field(lines.0, "merging_pages") == 256 && field(lines.1, "merging_pages") == 256 { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        #expect(field(lines.0, "merging_pages") == 256, "\(lines.0)")
+        #expect(field(lines.1, "merging_pages") == 256, "\(lines.1)")
+        #expect((field(lines.0, "full_scans") ?? 0) >= 2, "\(lines.0)")
+        #expect(send("check", to: aIn, reading: aOut) == "ok")
+        #expect(send("check", to: bIn, reading: bOut) == "ok")
+        finish((a, aIn), (b, bIn))
+    }
+
     /// With write tracking a page keeps the digest it was read with until it is written; with
     /// checksums it is read every scan. Either way, a page given new content is judged by it.
     @Test("a page rewritten with another page's content merges with that content",
