@@ -19,6 +19,8 @@ struct sp_pm_scan_arg {
 #define SP_PAGEMAP_SCAN _IOWR('f', 16, struct sp_pm_scan_arg)
 #define SP_PM_SCAN_WP_MATCHING (1ULL << 0)
 #define SP_PAGE_IS_WRITTEN (1ULL << 1)
+#define SP_PAGE_IS_PRESENT (1ULL << 3)
+#define SP_PAGE_IS_PFNZERO (1ULL << 5)
 #define SP_UFFD_FEATURE_WP_UNPOPULATED (1ULL << 13)
 #define SP_UFFD_FEATURE_WP_ASYNC (1ULL << 15)
 #ifndef UFFD_USER_MODE_ONLY
@@ -35,14 +37,19 @@ int sp_write_tracking_unregister(int uffd, uintptr_t start, size_t length) {
     return ioctl(uffd, UFFDIO_UNREGISTER, &range) == 0 ? 0 : -errno;
 }
 
-int sp_write_tracking_collect(int pagemap_fd, uintptr_t start, size_t pages, uint8_t *written) {
-    struct sp_page_region regions[64];
+int sp_page_states(int pagemap_fd, uintptr_t start, size_t pages, int arm, uint8_t *states) {
+    struct sp_page_region regions[256];
     uintptr_t end = start + pages * 4096, from = start;
+    memset(states, 0, pages);
     while (from < end) {
+        // Armed: only present pages written since they were last armed are reported, and armed
+        // again (so pages never touched get no marker, and no page table is made for them).
+        // Not armed: every present page is reported.
         struct sp_pm_scan_arg arg = {
-            .size = sizeof arg, .flags = SP_PM_SCAN_WP_MATCHING, .start = from, .end = end,
-            .vec = (uintptr_t)regions, .vec_len = 64,
-            .category_mask = SP_PAGE_IS_WRITTEN, .return_mask = SP_PAGE_IS_WRITTEN,
+            .size = sizeof arg, .flags = arm ? SP_PM_SCAN_WP_MATCHING : 0, .start = from, .end = end,
+            .vec = (uintptr_t)regions, .vec_len = 256,
+            .category_mask = SP_PAGE_IS_PRESENT | (arm ? SP_PAGE_IS_WRITTEN : 0),
+            .return_mask = SP_PAGE_IS_WRITTEN | SP_PAGE_IS_PRESENT | SP_PAGE_IS_PFNZERO,
         };
         int found = ioctl(pagemap_fd, SP_PAGEMAP_SCAN, &arg);
         if (found < 0) {
@@ -52,7 +59,9 @@ int sp_write_tracking_collect(int pagemap_fd, uintptr_t start, size_t pages, uin
         for (int r = 0; r < found; r++) {
             uintptr_t a = regions[r].start < start ? start : regions[r].start;
             uintptr_t b = regions[r].end > end ? end : regions[r].end;
-            if (b > a) memset(written + (a - start) / 4096, 1, (b - a) / 4096);
+            uint8_t state = (regions[r].categories & SP_PAGE_IS_PFNZERO) ? 0 : SP_PAGE_RESIDENT;
+            if (arm && (regions[r].categories & SP_PAGE_IS_WRITTEN)) state |= SP_PAGE_WRITTEN;
+            if (b > a) memset(states + (a - start) / 4096, state, (b - a) / 4096);
         }
         // A full vector stops the walk early; walk_end says where.
         if (arg.walk_end <= from) return -EIO;
@@ -72,18 +81,18 @@ int sp_write_tracking_create(int pagemap_fd) {
     void *probe = error == 0 ? mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
     if (error == 0 && probe == MAP_FAILED) error = -errno;
     if (error == 0) {
-        uint8_t written = 0;
+        uint8_t state = 0;
+        *(volatile char *)probe = 1;
         error = sp_write_tracking_register(uffd, (uintptr_t)probe, 4096);
-        if (error == 0) error = sp_write_tracking_collect(pagemap_fd, (uintptr_t)probe, 1, &written);
+        if (error == 0) error = sp_page_states(pagemap_fd, (uintptr_t)probe, 1, 1, &state);
+        if (error == 0 && state != (SP_PAGE_RESIDENT | SP_PAGE_WRITTEN)) error = -ENOSYS;
         if (error == 0) {
             // Armed now: a write must be seen, and only once.
-            written = 0;
-            *(volatile char *)probe = 1;
-            error = sp_write_tracking_collect(pagemap_fd, (uintptr_t)probe, 1, &written);
-            if (error == 0 && written != 1) error = -ENOSYS;
-            written = 0;
-            if (error == 0) error = sp_write_tracking_collect(pagemap_fd, (uintptr_t)probe, 1, &written);
-            if (error == 0 && written != 0) error = -ENOSYS;
+            error = sp_page_states(pagemap_fd, (uintptr_t)probe, 1, 1, &state);
+            if (error == 0 && state != 0) error = -ENOSYS;
+            *(volatile char *)probe = 2;
+            if (error == 0) error = sp_page_states(pagemap_fd, (uintptr_t)probe, 1, 1, &state);
+            if (error == 0 && state != (SP_PAGE_RESIDENT | SP_PAGE_WRITTEN)) error = -ENOSYS;
         }
     }
     if (probe != MAP_FAILED) munmap(probe, 4096);

@@ -261,8 +261,9 @@ public enum Syscall {
         _ = try valueOrNegatedErrno { sp_write_tracking_unregister(uffd, start, length) }
     }
 
-    /// Marks the pages written since the last collection (written[i] = 1) and re-arms them.
-    public static func collectWrittenPages(pagemap: Int32, start: UInt, pages: Int, into written: UnsafeMutablePointer<UInt8>) throws(Errno) {
-        _ = try valueOrNegatedErrno { sp_write_tracking_collect(pagemap, start, pages, written) }
+    /// The SP_PAGE_* state of each page (see sp_page_states); `arm` write-protects the present
+    /// pages of registered mappings again. ENOTTY before Linux 6.7.
+    public static func pageStates(pagemap: Int32, start: UInt, pages: Int, arm: Bool, into states: UnsafeMutablePointer<UInt8>) throws(Errno) {
+        _ = try valueOrNegatedErrno { sp_page_states(pagemap, start, pages, arm ? 1 : 0, states) }
     }
 }

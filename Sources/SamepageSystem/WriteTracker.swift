@@ -1,3 +1,4 @@
+import CSamepageShim
 import Glibc
 import SystemPackage
 
@@ -32,11 +33,20 @@ public struct WriteTracker: ~Copyable {
         _ = try? Syscall.writeTrackingUnregister(faults.rawValue, start: start, length: length)
     }
 
-    /// Sets written[i] to 1 for each page of the `written.count` pages from `start` written since
-    /// the last call covering it, and arms them again. Pages of mappings not tracked (made after
-    /// the last `track`) are not reported.
-    public func collectWritten(start: UInt, into written: UnsafeMutableBufferPointer<UInt8>) throws(Errno) {
-        guard let base = written.baseAddress, !written.isEmpty else { return }
-        try Syscall.collectWrittenPages(pagemap: pagemap.rawValue, start: start, pages: written.count, into: base)
+    /// The pages of the `states.count` pages from `start` written since the last call covering
+    /// them: `PageState.written`, with `PageState.resident` unless the page reads the kernel's
+    /// zero page; they are armed again. Every other page is 0, resident or not. Pages of
+    /// mappings not tracked (made after the last `track`) are never reported.
+    public func collect(start: UInt, into states: UnsafeMutableBufferPointer<UInt8>) throws(Errno) {
+        guard let base = states.baseAddress, !states.isEmpty else { return }
+        try Syscall.pageStates(pagemap: pagemap.rawValue, start: start, pages: states.count, arm: true, into: base)
     }
+}
+
+/// The bits of a page's state byte (sp_page_states).
+public enum PageState {
+    /// Present and not the kernel's shared zero page: the page holds memory of its own.
+    public static let resident = UInt8(SP_PAGE_RESIDENT)
+    /// Written since it was last armed (in a tracked mapping).
+    public static let written = UInt8(SP_PAGE_WRITTEN)
 }

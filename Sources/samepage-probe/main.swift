@@ -12,7 +12,8 @@
 //                                        figures, wait for a line on stdin ("scan N", "check",
 //                                        "unmerge", "write I", "fill I N": page I gets content N,
 //                                        "remap I N": new memory there, with content N,
-//                                        "fork-write I": a child merges, writes page I, reports),
+//                                        "fork-write I": a child merges, writes page I, reports,
+//                                        "sparse N": N more mergeable pages never touched),
 //                                        report, and exit at end of input
 //   samepage-probe stress SOCKET PAGES THREADS MILLISECONDS
 //                                        writers hammer merged and merging pages while the scanner
@@ -112,7 +113,12 @@ func runMergeProbe(_ args: [String]) {
         var refilled: [Int: UInt64] = [:]
         func expected(_ i: Int) -> UInt64 { refilled[i] ?? (distinct == 0 ? UInt64(i) : UInt64(i) % distinct) }
         for i in 0..<pages {
-            if distinct == 0 && seed == 0 { continue }  // all zero pages
+            if distinct == 0 && seed == 0 {
+                // All zero pages, written (as the kernel's test does): memory never touched is
+                // not resident, and no scanner looks at it.
+                memset(memory + i * 4096, 0, 4096)
+                continue
+            }
             fillPage(memory + i * 4096, content: expected(i), seed: seed)
         }
         var written: [Int: UInt8] = [:]
@@ -178,6 +184,19 @@ func runMergeProbe(_ args: [String]) {
                 var status: Int32 = 0
                 waitpid(child, &status, 0)
                 say("ok")
+            case "sparse":
+                // N more pages, mergeable and never touched; scan; report, with how many of them
+                // are resident (the scanner must not make them so).
+                guard words.count == 2, let n = Int(words[1]), n > 0 else { die("sparse N") }
+                let sparse = try client.allocate(n * 4096)
+                try client.advise(sparse, length: n * 4096, .mergeable)
+                scanned = try client.scan(fullScans: 3)
+                let pagemap = open("/proc/self/pagemap", O_RDONLY)
+                var entries = [UInt64](repeating: 0, count: n)
+                _ = entries.withUnsafeMutableBytes { pread(pagemap, $0.baseAddress, $0.count, off_t(UInt(bitPattern: sparse) / 4096 * 8)) }
+                close(pagemap)
+                say("sparse present=\(entries.filter { $0 & (1 << 63) != 0 }.count)")
+                report()
             case "unmerge":
                 try client.advise(memory, length: pages * 4096, .unmergeable)
                 report()

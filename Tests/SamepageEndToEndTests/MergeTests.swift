@@ -112,6 +112,24 @@ struct MergeTests {
         return ((a, aIn, aOut), (b, bIn, bOut))
     }
 
+    /// KSM looks only at pages that hold memory: a page never touched, or reading the kernel's
+    /// zero page, is not read (which would make it present and its page tables real) and never
+    /// "merged" with a stored page of zeros, which would spend a mapping to save nothing.
+    @Test("mergeable memory never touched is not read, not made resident and not merged",
+          arguments: ["track_writes=1", "track_writes=0"])
+    func untouchedMemoryIsLeftAlone(_ mode: String) throws {
+        let server = try ServerProcess(regionSize: "256M")
+        defer { server.stop() }
+        // 64 written zero pages merge into one stored page of zeros.
+        let (z, zIn, zOut, zLine) = try startMerger(server, pages: 64, distinct: 0, seed: 0, scans: 2, parameters: [mode])
+        #expect(field(zLine, "merging_pages") == 64, "\(zLine)")
+        #expect(send("sparse 256", to: zIn, reading: zOut) == "sparse present=0")
+        let after = readLine(zOut)
+        #expect(field(after, "merging_pages") == 64, "\(after)")
+        #expect(send("check", to: zIn, reading: zOut) == "ok")
+        finish((z, zIn))
+    }
+
     /// KSM's `run`: a scanner thread works through the mergeable memory on its own, a hundred
     /// pages every 20 ms by default, and merges without any call to `scan`.
     @Test("the scanner thread merges on its own", arguments: ["track_writes=1", "track_writes=0"])

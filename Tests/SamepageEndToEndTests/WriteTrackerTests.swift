@@ -21,22 +21,50 @@ struct WriteTrackerTests {
         return p
     }
 
-    func written(_ tracker: borrowing WriteTracker, _ p: UnsafeMutableRawPointer) throws -> [Int] {
-        var marks = [UInt8](repeating: 0, count: Self.pages)
-        try marks.withUnsafeMutableBufferPointer { buffer throws(Errno) in
-            try tracker.collectWritten(start: UInt(bitPattern: p), into: buffer)
+    /// The states of the pages, collected (and the resident ones armed again).
+    func states(_ tracker: borrowing WriteTracker, _ p: UnsafeMutableRawPointer) throws -> [UInt8] {
+        var states = [UInt8](repeating: 0xFF, count: Self.pages)
+        try states.withUnsafeMutableBufferPointer { buffer throws(Errno) in
+            try tracker.collect(start: UInt(bitPattern: p), into: buffer)
         }
-        return marks.indices.filter { marks[$0] != 0 }
+        return states
     }
 
-    @Test("the first collection reports every page (it was never armed), the next none")
+    /// The pages reported written, collected (and armed again).
+    func written(_ tracker: borrowing WriteTracker, _ p: UnsafeMutableRawPointer) throws -> [Int] {
+        let marks = try states(tracker, p)
+        return marks.indices.filter { marks[$0] & PageState.written != 0 }
+    }
+
+    @Test("the first collection reports every resident page written (none was armed), the next none")
     func firstCollectionReportsPopulatedPages() throws {
         let p = try memory(populated: 5)
         defer { Syscall.munmap(p, Self.pages * 4096) }
         let tracker = try WriteTracker()
         try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
-        #expect(try written(tracker, p) == Array(0..<Self.pages), "populated or not")
+        #expect(try written(tracker, p) == [0, 1, 2, 3, 4], "pages never populated are not resident: not reported")
         #expect(try written(tracker, p) == [])
+    }
+
+    @Test("pages never touched, and pages that only read the kernel's zero page, are not resident")
+    func residency() throws {
+        let p = try memory(populated: 3)
+        defer { Syscall.munmap(p, Self.pages * 4096) }
+        _ = (p + 5 * 4096).load(as: UInt8.self)  // maps the shared zero page
+        let tracker = try WriteTracker()
+        try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
+        let first = try states(tracker, p)
+        #expect(first.map { $0 & PageState.resident != 0 } == [true, true, true, false, false, false, false, false])
+        // Untracked memory reports residency too (the scanner's checksum mode).
+        let other = try memory(populated: 2)
+        defer { Syscall.munmap(other, Self.pages * 4096) }
+        var plain = [UInt8](repeating: 0xFF, count: Self.pages)
+        let pagemap = try Syscall.open("/proc/self/pagemap", O_RDONLY)
+        defer { Syscall.close(pagemap) }
+        try plain.withUnsafeMutableBufferPointer { buffer throws(Errno) in
+            try Syscall.pageStates(pagemap: pagemap, start: UInt(bitPattern: other), pages: Self.pages, arm: false, into: buffer.baseAddress!)
+        }
+        #expect(plain.map { $0 & PageState.resident != 0 } == [true, true, false, false, false, false, false, false])
     }
 
     /// Memory with every page written, tracked by a new tracker that has collected once: all

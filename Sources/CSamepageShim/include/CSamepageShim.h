@@ -167,8 +167,14 @@ int sp_write_tracking_create(int pagemap_fd);
 int sp_write_tracking_register(int uffd, uintptr_t start, size_t length);
 /// Stops tracking [start, start + length); 0 or -errno.
 int sp_write_tracking_unregister(int uffd, uintptr_t start, size_t length);
-/// Sets written[i] = 1 for each of the `pages` pages from `start` written since the last call
-/// (or never write-protected), and write-protects them again, in one page-table walk. Pages of
-/// mappings that are not registered are not reported. 0 or -errno.
-int sp_write_tracking_collect(int pagemap_fd, uintptr_t start, size_t pages, uint8_t *written);
+/// A page that holds memory of its own: present, and not the kernel's shared zero page.
+#define SP_PAGE_RESIDENT 1
+/// Written since it was last write-protected (or never write-protected).
+#define SP_PAGE_WRITTEN 2
+/// The state of each of the `pages` pages from `start` in one page-table walk (PAGEMAP_SCAN,
+/// Linux 6.7; -ENOTTY before). Without `arm`: SP_PAGE_RESIDENT for each resident page, 0 for
+/// the others. With `arm` (registered mappings): only the present pages written since they were
+/// last armed are reported, SP_PAGE_WRITTEN (and SP_PAGE_RESIDENT unless it is the zero page),
+/// and armed again; every other page is 0, resident or not. 0 or -errno.
+int sp_page_states(int pagemap_fd, uintptr_t start, size_t pages, int arm, uint8_t *states);
 #endif

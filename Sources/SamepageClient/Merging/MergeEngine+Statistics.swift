@@ -23,10 +23,10 @@ extension MergeEngine {
                 case .merged where pagemap[index] & (1 << 63) != 0 && pagemap[index] & (1 << 61) == 0:
                     pendingReleases.append(range.region[index])
                     range.state[index] = .normal
-                    range.digest[index] = MergeRange.unseen
+                    range.digest[index] = MergeRange.seen
                 case .zero where Self.wasWritten(discardedZeroPage: pagemap[index]):
                     range.state[index] = .normal
-                    range.digest[index] = MergeRange.unseen
+                    range.digest[index] = MergeRange.seen
                 default:
                     break
                 }

@@ -7,6 +7,8 @@ import SamepageSystem
 //
 // Each full scan visits every page of every mergeable range once, in address order, in slices
 // of 2 MiB:
+//   - one PAGEMAP_SCAN tells which of the slice's pages are resident (present, not the kernel's
+//     zero page): as in KSM, no other page is looked at;
 //   - the slice's pages are hashed where they are (XXH3-64, seed 0: the digest; a page the
 //     application unmapped or protected meanwhile faults into the shim's probe and is skipped),
 //     and /proc/self/pagemap is read for it when it has merged or discarded pages;
@@ -322,6 +324,27 @@ final class MergeEngine: @unchecked Sendable {
         trackingStale = true
     }
 
+    /// Before Linux 6.7 (no PAGEMAP_SCAN), residency is /proc/self/pagemap's present bit, which
+    /// does not tell the zero page apart.
+    private var pageStatesUnsupported = false
+
+    /// Which pages from `address` are resident (PageState.resident), without write tracking.
+    private func readResidency(of address: UInt, into states: inout [UInt8], pagemap: inout [UInt64]) {
+        guard pagemapFD >= 0 else { return }
+        let count = states.count
+        if !pageStatesUnsupported {
+            let read = states.withUnsafeMutableBufferPointer { buffer in
+                (try? Syscall.pageStates(pagemap: pagemapFD, start: address, pages: count, arm: false, into: buffer.baseAddress!)) != nil
+            }
+            if read { return }
+            pageStatesUnsupported = true
+        }
+        if pagemap.allSatisfy({ $0 == 0 }) {
+            _ = pagemap.withUnsafeMutableBytes { raw in try? Syscall.pread(pagemapFD, raw, offset: UInt64(address / 4096) * 8) }
+        }
+        for i in 0..<count { states[i] = pagemap[i] & (1 << 63) != 0 ? PageState.resident : 0 }
+    }
+
     private func scanSlice(_ range: MergeRange, _ from: Int, _ to: Int) throws(SamepageError) {
         try client.stagingLock.withLock { () throws(SamepageError) in try scanSliceHoldingStaging(range, from, to) }
     }
@@ -339,13 +362,16 @@ final class MergeEngine: @unchecked Sendable {
                 try? Syscall.pread(pagemapFD, raw, offset: UInt64(range.address(from) / 4096) * 8)
             }
         }
-        // With write tracking, the pages written since the last scan of this slice (and armed
-        // again): they are volatile without being read. Collected before any page is hashed, so
-        // a write after the hash shows in the next scan.
-        var written = [UInt8](repeating: 0, count: count)
+        // Each page's state (PageState): whether it is resident (present, and not the kernel's
+        // zero page: KSM looks at no other page, and reading one would map the zero page and
+        // make page tables for memory never touched), and with write tracking which pages were
+        // written since the last scan of this slice (then armed again): volatile without being
+        // read. Taken before any page is hashed, so a write after the hash shows next scan.
+        var states = [UInt8](repeating: PageState.resident, count: count)
+        var collected = false
         if range.tracksWrites {
-            let collected = written.withUnsafeMutableBufferPointer { buffer in
-                (try? writeTracker?.collectWritten(start: range.address(from), into: buffer)) != nil
+            collected = states.withUnsafeMutableBufferPointer { buffer in
+                (try? writeTracker?.collect(start: range.address(from), into: buffer)) != nil
             }
             if !collected {
                 // The kernel stopped answering for this range: checksums from now on.
@@ -353,7 +379,14 @@ final class MergeEngine: @unchecked Sendable {
                 for i in 0..<range.pageCount { range.digest[i] = MergeRange.unseen }
             }
         }
+        if !collected { readResidency(of: range.address(from), into: &states, pagemap: &pagemap) }
         let tracksWrites = range.tracksWrites
+        func resident(_ offset: Int) -> Bool {
+            // A tracked page not written since it was armed is not reported: it is resident if
+            // a scan saw it so (a page never touched is never reported, nor seen).
+            if tracksWrites && states[offset] & PageState.written == 0 { return range.digest[from + offset] != MergeRange.unseen }
+            return states[offset] & PageState.resident != 0
+        }
         // The digests of the slice's pages that are not merged, hashed where they are (merged
         // pages need only their pagemap entry; pages smart_scan skips this time need nothing,
         // as in KSM, which skips them before it computes their checksum; with write tracking,
@@ -363,10 +396,11 @@ final class MergeEngine: @unchecked Sendable {
         let smartScan = parameters.smartScan
         let lookUpNewPages = domainStoresPages
         func trackedLook(_ index: Int) -> TrackedLook {
-            TrackedLook(known: range.digest[index], written: written[index - from] != 0, lookUpNewPages: lookUpNewPages)
+            TrackedLook(known: range.digest[index], written: states[index - from] & PageState.written != 0,
+                        lookUpNewPages: lookUpNewPages)
         }
         func needsHash(_ index: Int) -> Bool {
-            guard range.state[index] == .normal, !(smartScan && range.skip[index] > 0) else { return false }
+            guard range.state[index] == .normal, resident(index - from), !(smartScan && range.skip[index] > 0) else { return false }
             return !tracksWrites || trackedLook(index).reads
         }
         var readable = [Bool](repeating: true, count: count)
@@ -415,19 +449,21 @@ final class MergeEngine: @unchecked Sendable {
                     // The process wrote the page: the copy-on-write broke, the share is gone.
                     releases.append(range.region[index])
                     range.state[index] = .normal
-                    range.digest[index] = MergeRange.unseen
+                    range.digest[index] = MergeRange.seen
                 }
             case .zero:
                 if Self.wasWritten(discardedZeroPage: pagemap[offset]) {
                     range.state[index] = .normal
-                    range.digest[index] = MergeRange.unseen
+                    range.digest[index] = MergeRange.seen
                 }
             case .normal:
+                // Not resident: nothing to merge, and not read (it keeps what the scans knew).
+                guard resident(offset) else { continue }
                 if parameters.smartScan && range.skip[index] > 0 {
                     range.skip[index] -= 1
                     pagesSkipped += 1
-                    // A write while skipped is remembered: the page is volatile when next seen.
-                    if tracksWrites && written[offset] != 0 { range.digest[index] = MergeRange.unseen }
+                    // A write while skipped is remembered: the page is read afresh when next seen.
+                    if tracksWrites && states[offset] & PageState.written != 0 { range.digest[index] = MergeRange.seen }
                     continue
                 }
                 if tracksWrites {

@@ -13,8 +13,9 @@ final class MergeRange {
     let pageCount: Int
     /// Whether the kernel tells which pages were written (WriteTracker).
     var tracksWrites = false
-    /// The page's digest when a scan last read it (KSM's checksum is its low half), or `unseen`;
-    /// with write tracking also `seen`: looked at, not read (it had just been written).
+    /// The page's digest when a scan last read it (KSM's checksum is its low half); `unseen`
+    /// (never seen resident); or `seen`: resident, but changed since it was last read (written,
+    /// or its merge or discard ended), so its digest is not known.
     var digest: [UInt64]
     static let unseen: UInt64 = 0
     static let seen: UInt64 = 1
