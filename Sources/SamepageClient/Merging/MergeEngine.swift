@@ -98,13 +98,19 @@ final class MergeEngine: @unchecked Sendable {
         self.regionView = regionView
         self.regionBytes = regionBytes
         self.generation = generation
-        pagemapFD = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+        pagemapFD = Self.openPagemap()
         _ = sp_guard_install()
         refreshMaps()
     }
 
+    /// This process's /proc/self/pagemap, or -1 where /proc is not there. A descriptor opened
+    /// before fork() reads the parent's page tables, so a child opens its own.
+    private static func openPagemap() -> Int32 {
+        (try? Syscall.open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) ?? -1
+    }
+
     deinit {
-        if pagemapFD >= 0 { close(pagemapFD) }
+        if pagemapFD >= 0 { Syscall.close(pagemapFD) }
     }
 
     // MARK: Ranges
@@ -626,8 +632,8 @@ final class MergeEngine: @unchecked Sendable {
     func resetAfterFork() {
         scanner = nil
         // /proc/self/pagemap opened before fork reads the parent's page tables: open the child's.
-        if pagemapFD >= 0 { close(pagemapFD) }
-        pagemapFD = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+        if pagemapFD >= 0 { Syscall.close(pagemapFD) }
+        pagemapFD = Self.openPagemap()
         // The inherited userfaultfd acts on the parent's memory, and the child's mappings are
         // not registered: a tracker of the child's own comes with the next full scan.
         writeTracker = nil
