@@ -87,7 +87,8 @@ struct MergeBenchmark {
         let pids = workers.map { $0.0.processIdentifier }
         let everyone = pids + (serverPID.map { [$0] } ?? [])
         let vmasBefore = pids.map(mapCount)
-        let pssBefore = everyone.map(pss).reduce(0, +)
+        let pssEach = everyone.map(pss)
+        let pssBefore = pssEach.reduce(0, +)
         let engineCPU: () -> Double = engine == .ksm ? { KernelKSM.ksmdCPUSeconds() } : { serverPID.map(cpuSeconds) ?? 0 }
         let engineCPUBefore = engineCPU()
         let client = engine == .samepage ? try SamepageClient(socketPath: socketPath, name: "samepage-bench", stagingBytes: 8192) : nil
@@ -149,11 +150,14 @@ struct MergeBenchmark {
         // end of the run includes the two idle full scans that showed it had converged.
         let converge = finalSaved > 0 ? (samples.first { $0.1 >= finalSaved * 0.99 }?.0 ?? wall) : 0
         let vmasAfter = pids.map(mapCount)
-        let pssAfter = everyone.map(pss).reduce(0, +)
+        let pssEachAfter = everyone.map(pss)
+        let pssAfter = pssEachAfter.reduce(0, +)
         let engineSeconds = engineCPU() - engineCPUBefore
         var clientCPU = 0.0
         if ProcessInfo.processInfo.environment["SAMEPAGE_BENCH_DEBUG"] != nil {
             FileHandle.standardError.write(Data("\(name): \(reports.lines) samples \(samples.count)\n".utf8))
+            let kib = zip(pssEach, pssEachAfter).map { "\(Int($0 / 1024))->\(Int($1 / 1024))" }
+            FileHandle.standardError.write(Data("\(name): Pss KiB before->after, workers then server: \(kib)\n".utf8))
         }
         for report in reports.lines {
             let fields = report.split(separator: " ")
