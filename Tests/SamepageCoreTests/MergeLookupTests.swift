@@ -210,4 +210,73 @@ struct MergeLookupTests {
         _ = f.lookup(a, round: 2, [], keys: [])
         #expect(a.session.domain.unstableCount == 0)
     }
+
+    /// Processes that scan the same content in step: the first asked for a pair's bytes holds a
+    /// promise, and the others are filed rather than asked for copies of the same bytes; the pair,
+    /// once made, is handed to all of them.
+    @Test func oneClientIsAskedForAPairsBytes_theOthersWaitAndAreHandedThePage() throws {
+        let f = LookupFixture()
+        let a = try f.client(pid: 1), b = try f.client(pid: 2), c = try f.client(pid: 3), d = try f.client(pid: 4)
+        #expect(f.lookup(a, [10, 11], keys: addresses(0xA000, 2)).outcomes == [.unstable, .unstable])
+        #expect(f.lookup(b, [10, 11], keys: addresses(0xB000, 2)).outcomes == [.needContent, .needContent])
+        // B's bytes are on their way: C and D are not asked for theirs.
+        #expect(f.lookup(c, [10, 11], keys: addresses(0xC000, 2)).outcomes == [.unstable, .unstable])
+        #expect(f.lookup(d, [11], keys: [0xD000]).outcomes == [.unstable])
+        let pages = f.scan(b, [10, 11], keys: addresses(0xB000, 2)).outcomes.compactMap(\.page)
+        #expect(pages.count == 2)
+        // A, C and D hear of the pairs with their next request, each with a reference.
+        for (client, keys) in [(a, addresses(0xA000, 2)), (c, addresses(0xC000, 2)), (d, [0xD000])] {
+            let hints = f.lookup(client, [], keys: []).hints
+            #expect(Set(hints.map(\.key)) == Set(keys))
+            #expect(Set(hints.map(\.page)).isSubset(of: Set(pages)) && hints.count == keys.count)
+        }
+        let store = a.session.domain.store
+        #expect(store.owners(of: pages[0]) == 3 && store.owners(of: pages[1]) == 4)
+        #expect(a.session.domain.unstableCount == 0, "every waiting entry was handed the page")
+        #expect(f.stat(a, "pages_sharing") == 5)
+        store._checkInvariants()
+    }
+
+    /// A promise lasts until the promiser's next scan request, with the bytes or without them (a
+    /// page that went away is not sent), or until it leaves: then the next client is asked.
+    @Test func aPromiseEndsWithThePromisersNextRequestOrItsLeaving() throws {
+        let f = LookupFixture()
+        let a = try f.client(pid: 1), b = try f.client(pid: 2), c = try f.client(pid: 3), d = try f.client(pid: 4)
+        #expect(f.lookup(a, [10], keys: [0xA000]).outcomes == [.unstable])
+        #expect(f.lookup(b, [10], keys: [0xB000]).outcomes == [.needContent])
+        #expect(f.lookup(c, [10], keys: [0xC000]).outcomes == [.unstable])
+        // B's next request is another lookup: its page went away, and its promise with it.
+        #expect(f.lookup(b, [20], keys: [0xB100]).outcomes == [.unstable])
+        #expect(f.lookup(d, [10], keys: [0xD000]).outcomes == [.needContent])
+        // D leaves without sending: the promise goes with it.
+        f.service.close(d.session)
+        let e = try f.client(pid: 5)
+        #expect(f.lookup(e, [10], keys: [0xE000]).outcomes == [.needContent])
+        // E's bytes make the pair; A and C, filed under the digest, are handed the page.
+        let page = try #require(f.scan(e, [10], keys: [0xE000]).outcomes.first?.page)
+        #expect(f.lookup(a, [], keys: []).hints == [MergeHint(key: 0xA000, page: page)])
+        #expect(f.lookup(c, [], keys: []).hints == [MergeHint(key: 0xC000, page: page)])
+        #expect(a.session.domain.store.owners(of: page) == 3)
+        a.session.domain.store._checkInvariants()
+        #expect(a.session.domain.unstable.promiseCount == 0, "E's request withdrew its promise")
+        a.session.domain.unstable._checkInvariants()
+    }
+
+    /// The waiters handed a new pair's page are bounded by max_page_sharing, as every sharer is;
+    /// the rest stay filed and pair among themselves.
+    @Test func handingAPairToWaitersStopsAtMaxPageSharing() throws {
+        let f = LookupFixture(maxPageSharing: 3)
+        let clients = try (1...5).map { try f.client(pid: Int32($0)) }
+        #expect(f.lookup(clients[0], [10], keys: [0x1000]).outcomes == [.unstable])
+        #expect(f.lookup(clients[1], [10], keys: [0x2000]).outcomes == [.needContent])
+        for client in clients[2...] { #expect(f.lookup(client, [10], keys: [0x3000]).outcomes == [.unstable]) }
+        let page = try #require(f.scan(clients[1], [10], keys: [0x2000]).outcomes.first?.page)
+        let store = clients[0].session.domain.store
+        #expect(store.owners(of: page) == 3)
+        #expect(clients[0].session.domain.unstableCount == 2, "two waiters left for the next pair")
+        let hinted = clients.filter { !f.lookup($0, [], keys: []).hints.isEmpty }.count
+        #expect(hinted == 2, "the partner and one waiter")
+        store._checkInvariants()
+    }
 }
+

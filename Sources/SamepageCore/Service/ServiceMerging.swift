@@ -9,7 +9,9 @@
 //   2. a stored page filed under the digest  -> `.merge(p)` with a reference taken for the client,
 //      which compares its page with p before it maps p (a wrong digest only fails that compare);
 //   3. an unstable entry of another page has the digest -> `.needContent`: the client sends the
-//      bytes (`mergeScan`) and the pair is made there;
+//      bytes (`mergeScan`) and the pair is made there; until its next request, the client holds
+//      the digest's promise, and another client's page of that digest is filed as an entry
+//      (`.unstable`) rather than asked for bytes that would only repeat the first's;
 //   4. otherwise -> `.unstable`: filed in the unstable tree (by digest) until a partner comes.
 // With `.stableOnly` (pages read for the first time or changed since the last scan, which KSM
 // still searches its stable tree for) only step 2 applies; anything else is `.unstable`, unfiled.
@@ -18,7 +20,8 @@
 //   2. equal stored page   -> `.merge(p)` with a reference taken for the client (stable tree);
 //   3. its digest equal to an unstable entry of another page -> the candidate is stored as a new
 //      stable page p; the submitter gets `.merge(p)`, the other page's owner a hint to merge with
-//      p, each with a reference taken for it. The other owner checks equality with memcmp before
+//      p, each with a reference taken for it, and so does the owner of every further entry of the
+//      digest (up to max_page_sharing). The other owners check equality with memcmp before
 //      mapping.
 //   4. otherwise           -> `.unstable`.
 // Pages stored or shared here are filed by digest, so later lookups find them.
@@ -84,11 +87,18 @@ extension Service {
                 store.fileDigest(page, digest: digest)
                 session.merged.add(1, to: page)
                 outcomes.append(.merge(page))
-                if let owner = partner.session == session.id ? session : domain.sessions[partner.session] {
-                    store.addOwner(page)
-                    owner.merged.add(1, to: page)
-                    let hint = MergeHint(key: partner.key, page: page)
-                    if owner === session { hints.append(hint) } else { owner.pendingHints.append(hint) }
+                // The partner, then every other page filed under the digest: they waited for
+                // these bytes (see UnstableTree's promises).
+                var waiter: UnstableTree.Entry? = partner
+                while let entry = waiter {
+                    if let owner = entry.session == session.id ? session : domain.sessions[entry.session] {
+                        store.addOwner(page)
+                        owner.merged.add(1, to: page)
+                        let hint = MergeHint(key: entry.key, page: page)
+                        if owner === session { hints.append(hint) } else { owner.pendingHints.append(hint) }
+                    }
+                    guard store.owners(of: page) < store.maxPageSharing else { break }
+                    waiter = domain.unstable.takePartner(hash: digest, excluding: me)
                 }
                 continue
             }
@@ -130,6 +140,14 @@ extension Service {
             }
             let me = UnstableTree.Entry(session: session.id, key: key)
             if domain.unstable.hasPartner(hash: digest, excluding: me) {
+                if let promiser = domain.unstable.promiser(of: digest), promiser != session.id {
+                    // Another client is sending these bytes: wait for the pair as an entry.
+                    fileUnstable(me, digest: digest, session: session)
+                    outcomes.append(.unstable)
+                    continue
+                }
+                domain.unstable.promise(hash: digest, by: session.id)
+                session.promisedHashes.append(digest)
                 outcomes.append(.needContent)
                 continue
             }
@@ -143,6 +161,7 @@ extension Service {
 
     /// The checks and bookkeeping every scan request starts with.
     private func beginScanRequest(round: UInt32, candidates: Int, session: Session) throws(RequestFailure) {
+        withdrawPromises(of: session)
         if round != session.scanRound {
             // A new full scan: KSM rebuilds its unstable tree; drop this client's old entries.
             session.domain.unstable.removeAll(of: session.id, hashes: session.unstableHashes)
@@ -153,6 +172,12 @@ extension Service {
         guard session.unstableEntries + candidates <= limits.maxUnstableEntries else {
             throw limitReached(.unstable, session, "more than \(limits.maxUnstableEntries) candidates in one scan round")
         }
+    }
+
+    private func withdrawPromises(of session: Session) {
+        guard !session.promisedHashes.isEmpty else { return }
+        session.domain.unstable.withdrawPromises(of: session.id, hashes: session.promisedHashes)
+        session.promisedHashes.removeAll(keepingCapacity: true)
     }
 
     private func fileUnstable(_ entry: UnstableTree.Entry, digest: UInt64, session: Session) {
@@ -220,6 +245,7 @@ extension Service {
         let domain = session.domain
         domain.unstable.removeAll(of: session.id, hashes: session.unstableHashes)
         session.unstableHashes.removeAll()
+        withdrawPromises(of: session)
         domain.store.release(Self.runs(of: session.merged.sortedByKey))
         session.merged.removeAll()
         session.pendingHints.removeAll()

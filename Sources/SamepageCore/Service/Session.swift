@@ -32,6 +32,9 @@ public final class Session {
     var unstableHashes: [UInt64] = []
     /// Unstable-tree entries filed by this client in its current scan round.
     var unstableEntries = 0
+    /// Digests whose bytes this client was asked for in its last scan request (UnstableTree's
+    /// promises), withdrawn at its next.
+    var promisedHashes: [UInt64] = []
     var scanReport: ScanReport?
 
     init(id: UInt64, domain: Domain, peer: PeerIdentity, clientName: String, connectedSince: Int64) {

@@ -16,6 +16,15 @@
 /// session files at most one entry per (key, digest), and a second key of the same session with
 /// the same digest pairs with the first instead of being filed: a digest's probe run is at most
 /// as long as there are sessions.
+///
+/// A pair is made in two steps: the lookup that finds a partner asks its client for the page's
+/// bytes (`needContent`), and the bytes come in the client's next request. Meanwhile other
+/// clients scanning the same content would be asked too, and each would copy a page the first
+/// one's bytes make useless (half the copies in the `runs` benchmark, where processes scan the
+/// same pages in step). So the tree also holds *promises*: the session asked for a digest's
+/// bytes, until that session's next scan request (`withdrawPromises`). A lookup that finds a
+/// partner but a promise of another session is filed as an entry instead, and the pair, once
+/// made, hands the stored page to every entry of its digest (`takePartner` until none is left).
 struct UnstableTree: ~Copyable {
     struct Entry: Equatable {
         var session: UInt64
@@ -41,9 +50,21 @@ struct UnstableTree: ~Copyable {
         }
     }
 
-    private var table = OpenTable<Slot>()
+    /// A digest whose bytes a session was asked for: the session + 1 (0 marks an empty slot).
+    struct Promise: OpenTableSlot {
+        var digest: UInt64
+        var storedSession: UInt64
+        static var empty: Promise { Promise(digest: 0, storedSession: 0) }
+        var isEmpty: Bool { storedSession == 0 }
+        var tableKey: UInt64 { digest }
+    }
 
+    private var table = OpenTable<Slot>()
+    private var promises = OpenTable<Promise>()
+
+    /// Entries filed (promises not counted).
     var count: Int { table.count }
+    var promiseCount: Int { promises.count }
 
     /// Files `entry` under `hash`; false (and nothing filed) if that very entry is filed there
     /// already. KSM files a page in its unstable tree once a scan; here a client could send the
@@ -82,5 +103,29 @@ struct UnstableTree: ~Copyable {
         }
     }
 
-    func _checkInvariants() { table._checkInvariants() }
+    /// The session that was asked for this digest's bytes and has not sent a request since.
+    func promiser(of hash: UInt64) -> UInt64? {
+        promises.firstIndex(key: hash).map { promises[$0].storedSession &- 1 }
+    }
+
+    /// Records that `session` was asked for the bytes of `hash` (once per digest: the first
+    /// session asked keeps the promise).
+    mutating func promise(hash: UInt64, by session: UInt64) {
+        guard promises.firstIndex(key: hash) == nil else { return }
+        promises.insert(Promise(digest: hash, storedSession: session &+ 1))
+    }
+
+    /// Drops the promises `session` made under `hashes`: its next request came, with the bytes or
+    /// without them (a page that went away is not sent).
+    mutating func withdrawPromises(of session: UInt64, hashes: some Sequence<UInt64>) {
+        let stored = session &+ 1
+        for hash in hashes {
+            if let index = promises.firstIndex(key: hash, where: { $0.storedSession == stored }) { promises.remove(at: index) }
+        }
+    }
+
+    func _checkInvariants() {
+        table._checkInvariants()
+        promises._checkInvariants()
+    }
 }
