@@ -441,10 +441,11 @@ final class MergeEngine: @unchecked Sendable {
         var stableOnly: [Int] = []
         var stableOnlyDigests: [UInt64] = []
         var releases: [PageNumber] = []
+        var mergeable = ProcessMaps.MergeableCursor(maps)
         for offset in 0..<count {
             let index = from + offset
             pagesScanned += 1
-            guard readable[offset], isMergeable(range.address(index)) else {
+            guard readable[offset], mergeable.isMergeable(range.address(index)) else {
                 pagesSkipped += 1
                 continue
             }
@@ -591,13 +592,6 @@ final class MergeEngine: @unchecked Sendable {
     /// ksm_zero_pages counts it. No need to read the page to know.
     static func wasWritten(discardedZeroPage entry: UInt64) -> Bool {
         entry & (1 << 63) != 0 && entry & (1 << 56) != 0
-    }
-
-    /// Only readable, writable private memory is merged: anything else the application set up
-    /// on purpose and is left alone.
-    private func isMergeable(_ address: UInt) -> Bool {
-        guard let mapping = maps.mapping(containing: address) else { return true }
-        return mapping.readable && mapping.writable && mapping.isPrivate
     }
 
     func locate(_ address: UInt) -> (MergeRange, Int)? {
