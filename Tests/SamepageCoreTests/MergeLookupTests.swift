@@ -262,6 +262,25 @@ struct MergeLookupTests {
         a.session.domain.unstable._checkInvariants()
     }
 
+    /// A client asked for bytes that never sends them nor anything else (stopped, or hostile)
+    /// holds the pair up only until someone starts a new scan round.
+    @Test func aQuietPromiserHoldsAPairUpOnlyUntilTheNextRound() throws {
+        let f = LookupFixture()
+        let a = try f.client(pid: 1), b = try f.client(pid: 2), c = try f.client(pid: 3)
+        #expect(f.lookup(a, [10], keys: [0xA000]).outcomes == [.unstable])
+        #expect(f.lookup(b, [10], keys: [0xB000]).outcomes == [.needContent])
+        #expect(f.lookup(c, [10], keys: [0xC000]).outcomes == [.unstable])
+        // B stays silent. C's next full scan: C is asked, and its bytes make the pair with A.
+        #expect(f.lookup(c, round: 2, [10], keys: [0xC000]).outcomes == [.needContent])
+        let page = try #require(f.scan(c, round: 2, [10], keys: [0xC000]).outcomes.first?.page)
+        #expect(f.lookup(a, [], keys: []).hints == [MergeHint(key: 0xA000, page: page)])
+        // B wakes up and sends its bytes after all: they merge with the stored page.
+        #expect(f.scan(b, [10], keys: [0xB000]).outcomes == [.merge(page)])
+        #expect(c.session.domain.store.owners(of: page) == 3)
+        c.session.domain.store._checkInvariants()
+        c.session.domain.unstable._checkInvariants()
+    }
+
     /// The waiters handed a new pair's page are bounded by max_page_sharing, as every sharer is;
     /// the rest stay filed and pair among themselves.
     @Test func handingAPairToWaitersStopsAtMaxPageSharing() throws {

@@ -140,7 +140,7 @@ extension Service {
             }
             let me = UnstableTree.Entry(session: session.id, key: key)
             if domain.unstable.hasPartner(hash: digest, excluding: me) {
-                if let promiser = domain.unstable.promiser(of: digest), promiser != session.id {
+                if domain.unstable.holdsUp(hash: digest, session: session.id, round: round) {
                     // Another client is sending these bytes: wait for the pair as an entry.
                     fileUnstable(me, digest: digest, session: session)
                     outcomes.append(.unstable)

@@ -25,6 +25,9 @@
 /// bytes, until that session's next scan request (`withdrawPromises`). A lookup that finds a
 /// partner but a promise of another session is filed as an entry instead, and the pair, once
 /// made, hands the stored page to every entry of its digest (`takePartner` until none is left).
+/// A promiser that goes quiet (a stopped process, a client that never sends) holds a pair up
+/// for one scan round of the first client it held up: met again by that client in a later
+/// round, the promise is dropped (`holdsUp`).
 struct UnstableTree: ~Copyable {
     struct Entry: Equatable {
         var session: UInt64
@@ -50,10 +53,13 @@ struct UnstableTree: ~Copyable {
         }
     }
 
-    /// A digest whose bytes a session was asked for: the session + 1 (0 marks an empty slot).
+    /// A digest whose bytes a session was asked for: the session + 1 (0 marks an empty slot),
+    /// and the first other session it held up (+ 1, 0 for none) with that session's scan round.
     struct Promise: OpenTableSlot {
         var digest: UInt64
         var storedSession: UInt64
+        var heldUpSession: UInt64 = 0
+        var heldUpRound: UInt32 = 0
         static var empty: Promise { Promise(digest: 0, storedSession: 0) }
         var isEmpty: Bool { storedSession == 0 }
         var tableKey: UInt64 { digest }
@@ -103,9 +109,25 @@ struct UnstableTree: ~Copyable {
         }
     }
 
-    /// The session that was asked for this digest's bytes and has not sent a request since.
-    func promiser(of hash: UInt64) -> UInt64? {
-        promises.firstIndex(key: hash).map { promises[$0].storedSession &- 1 }
+    /// Whether a lookup of `session`, in its scan `round`, finds the bytes of `hash` promised by
+    /// another session and must wait for them. The first session held up is remembered; if it
+    /// meets the promise again in another round, the promiser went quiet: the promise is dropped
+    /// and the lookup does not wait.
+    mutating func holdsUp(hash: UInt64, session: UInt64, round: UInt32) -> Bool {
+        guard let index = promises.firstIndex(key: hash) else { return false }
+        var promise = promises[index]
+        guard promise.storedSession != session &+ 1 else { return false }
+        if promise.heldUpSession == 0 {
+            promise.heldUpSession = session &+ 1
+            promise.heldUpRound = round
+            promises.replace(at: index, with: promise)
+            return true
+        }
+        if promise.heldUpSession == session &+ 1 && promise.heldUpRound != round {
+            promises.remove(at: index)
+            return false
+        }
+        return true
     }
 
     /// Records that `session` was asked for the bytes of `hash` (once per digest: the first
