@@ -245,6 +245,30 @@ struct MergeTests {
         finish((a, aIn), (b, bIn), (c, cIn))
     }
 
+    /// A merge another process's scan made with this process's page waits at the server as a
+    /// hint until this process's next scan request. A full scan that has nothing to look up
+    /// (here: every page written since the last scan, so volatile and not read) still fetches
+    /// its hints: a hint waits one full scan at most, and the server's pages_sharing does not
+    /// count pages the process never merges.
+    @Test("a full scan with nothing to look up still takes the merges others made with its pages",
+          .enabled(if: WriteTrackerProbe.available, "needs write tracking: with checksums a rewritten page is looked up anyway"))
+    func hintsArriveWithinOneFullScan() throws {
+        let server = try ServerProcess(regionSize: "256M")
+        defer { server.stop() }
+        // A files its 64 pages in the unstable tree (second scan); B's second scan pairs them all.
+        let (a, aIn, aOut, _) = try startMerger(server, pages: 64, distinct: 64, seed: 31, scans: 2)
+        let (b, bIn, _, bLine) = try startMerger(server, pages: 64, distinct: 64, seed: 31, scans: 2)
+        #expect(field(bLine, "merging_pages") == 64, "\(bLine)")
+        // A writes every page again, with the same bytes: its next scan reads none of them.
+        for i in 0..<64 { #expect(send("fill \(i) \(i)", to: aIn, reading: aOut) == "ok") }
+        let scanned = send("scan 1", to: aIn, reading: aOut)
+        #expect(field(scanned, "merging_pages") == 64, "the hints of B's pairs came with A's one scan: \(scanned)")
+        #expect(send("check", to: aIn, reading: aOut) == "ok")
+        let stats = try server.statistics()
+        #expect(stats["pages_shared"] == 64 && stats["pages_sharing"] == 64)
+        finish((a, aIn), (b, bIn))
+    }
+
     @Test("mergeable memory unmapped, remapped, protected and truncated under a full-speed scanner: no crash, merging goes on")
     func vanishingMemory() throws {
         let server = try ServerProcess(regionSize: "256M")

@@ -58,6 +58,8 @@ final class MergeEngine: @unchecked Sendable {
     /// Full scans done; the current scan's round number is fullScans + 1.
     private(set) var fullScans = 0
     var pagesScanned = 0
+    /// Scan requests sent in the current full scan (each one brings the hints waiting).
+    var scanRequestsThisScan = 0
     /// Whether the current full scan has begun (see `beginFullScan`).
     private var scanBegun = false
     /// Whether the domain stored pages when this full scan began: if not, no page can be found
@@ -240,6 +242,7 @@ final class MergeEngine: @unchecked Sendable {
         while budget > 0 {
             guard !ranges.isEmpty else { return false }
             if cursorRange >= ranges.count {
+                if scanRequestsThisScan == 0 { try collectHints() }
                 completeFullScan()
                 return true
             }
@@ -266,7 +269,37 @@ final class MergeEngine: @unchecked Sendable {
         domainStoresPages = stats.first { $0.name == "region_bytes_used" }.map { $0.value > 0 } ?? true
     }
 
+    /// Merges that other processes' scans made with this process's pages wait at the server as
+    /// hints, delivered with this process's next scan request. A full scan that sent none (every
+    /// page merged, unchanged and skipped, or volatile) asks once with an empty look-up, so that
+    /// a hint waits one full scan at most, and the server's figures (which count a hinted page as
+    /// shared) do not run ahead of the process's memory.
+    private func collectHints() throws(SamepageError) {
+        try client.stagingLock.withLock { () throws(SamepageError) in
+            let round = UInt32(truncatingIfNeeded: fullScans + 1)
+            let (_, hints) = try client.mergeLookup(round: round, flags: [], keys: [], digests: [])
+            let hinted = mergesAndReleases(forHints: hints)
+            let releases = hinted.releases + applyMerges(hinted.merges)
+            if !releases.isEmpty { try client.releaseMerged(releases) }
+        }
+    }
+
+    /// The hinted pages still unmerged here, and the references of the others to give back.
+    private func mergesAndReleases(forHints hints: [MergeHint]) -> (merges: [(range: MergeRange, index: Int, page: PageNumber)], releases: [PageNumber]) {
+        var merges: [(range: MergeRange, index: Int, page: PageNumber)] = []
+        var releases: [PageNumber] = []
+        for hint in hints {
+            if let (hinted, index) = locate(UInt(hint.key)), hinted.state[index] == .normal {
+                merges.append((hinted, index, hint.page))
+            } else {
+                releases.append(hint.page)
+            }
+        }
+        return (merges, releases)
+    }
+
     private func completeFullScan() {
+        scanRequestsThisScan = 0
         scanBegun = false
         // Between full scans the staging pages the slices went through hold nothing of value:
         // give them back, so a scanning process costs little memory.
@@ -522,6 +555,7 @@ final class MergeEngine: @unchecked Sendable {
         if !stableOnly.isEmpty {
             let keys = stableOnly.map { UInt64(range.address($0)) }
             let (outcomes, moreHints) = try client.mergeLookup(round: round, flags: flags.union(.stableOnly), keys: keys, digests: stableOnlyDigests)
+            scanRequestsThisScan += 1
             guard outcomes.count == stableOnly.count else { throw .protocolViolation("scan reply of the wrong length") }
             for (index, outcome) in zip(stableOnly, outcomes) {
                 if let page = outcome.page { merges.append((range, index, page)) }
@@ -532,6 +566,7 @@ final class MergeEngine: @unchecked Sendable {
             let keys = candidates.map { UInt64(range.address($0)) }
             // By digest first: pages already stored cost the server no byte of reading.
             var (outcomes, moreHints) = try client.mergeLookup(round: round, flags: flags, keys: keys, digests: digests)
+            scanRequestsThisScan += 1
             hints += moreHints
             guard outcomes.count == candidates.count else { throw .protocolViolation("scan reply of the wrong length") }
             // Pages whose digest pairs with an unstable entry: the server needs their bytes to
@@ -572,13 +607,9 @@ final class MergeEngine: @unchecked Sendable {
                 }
             }
         }
-        for hint in hints {
-            if let (hinted, index) = locate(UInt(hint.key)), hinted.state[index] == .normal {
-                merges.append((hinted, index, hint.page))
-            } else {
-                releases.append(hint.page)
-            }
-        }
+        let hinted = mergesAndReleases(forHints: hints)
+        merges += hinted.merges
+        releases += hinted.releases
         releases += applyMerges(merges)
         applyZeroes(range, zeros)
         releases += pendingReleases
