@@ -92,12 +92,14 @@ struct MergeBenchmark {
         let engineCPU: () -> Double = engine == .ksm ? { KernelKSM.ksmdCPUSeconds() } : { serverPID.map(cpuSeconds) ?? 0 }
         let engineCPUBefore = engineCPU()
         let client = engine == .samepage ? try SamepageClient(socketPath: socketPath, name: "samepage-bench", stagingBytes: 8192) : nil
-        func saved() throws -> Double {
+        // Bytes saved, and full scans done: of ksmd, or of the Samepage domain (one is done when
+        // every scanning process has done a full scan since the last).
+        func measure() throws -> (saved: Double, fullScans: Int64) {
             if let client {
                 let stats = Dictionary(try client.statistics().map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
-                return Double((stats["pages_sharing"] ?? 0) + (stats["ksm_zero_pages"] ?? 0)) * 4096
+                return (Double((stats["pages_sharing"] ?? 0) + (stats["ksm_zero_pages"] ?? 0)) * 4096, stats["full_scans"] ?? 0)
             }
-            return Double(KernelKSM.value("pages_sharing") + KernelKSM.value("ksm_zero_pages")) * 4096
+            return (Double(KernelKSM.value("pages_sharing") + KernelKSM.value("ksm_zero_pages")) * 4096, Int64(KernelKSM.value("full_scans")))
         }
         if let ksm, engine == .ksm {
             try ksm.set("pages_to_scan", "\(ksmPagesToScan)")
@@ -113,25 +115,24 @@ struct MergeBenchmark {
             Thread { reports.record(i, readLine(output)) }.start()
         }
         var samples: [(Double, Double)] = []
-        var lastChange = (value: -1.0, fullScans: KernelKSM.value("full_scans"))
+        var lastChange = (value: -1.0, fullScans: Int64(0))
         var askedForReports = false
         var converged = true
         while !reports.allDone {
             let now = Date().timeIntervalSince(start)
-            let value = try saved()
+            let (value, scans) = try measure()
             samples.append((now, value))
             progress?.update("\(name)", seconds: now, savedMiB: value / 1_048_576)
             var stop = false
             if layout == .churn {
                 stop = now >= churnSeconds
-            } else if engine == .ksm {
-                // Converged when the savings have not moved for two full scans of ksmd.
-                let scans = KernelKSM.value("full_scans")
-                if value != lastChange.value {
-                    lastChange = (value, scans)
-                } else if value > 0 && scans >= lastChange.fullScans + 2 {
-                    stop = true
-                }
+            } else if value != lastChange.value {
+                lastChange = (value, scans)
+            } else if value > 0 && scans >= lastChange.fullScans + 2 {
+                // Converged, for both engines alike: the savings have not moved for two full
+                // scans (a process that stopped on its own earlier could leave merges that others
+                // made with its pages undone, while the server counted them).
+                stop = true
             }
             if now > timeout {
                 stop = true
@@ -144,7 +145,7 @@ struct MergeBenchmark {
             usleep(20_000)
         }
         let wall = Date().timeIntervalSince(start)
-        let finalSaved = try saved()
+        let finalSaved = try measure().saved
         samples.append((wall, finalSaved))
         // Time to converge: when 99% of the final savings were reached. For the kernel, the
         // end of the run includes the two idle full scans that showed it had converged.

@@ -52,8 +52,8 @@ struct BenchWorker: ParsableCommand {
         let cpuBefore = ownCPUSeconds()
         var merged = 0, scans = 0
         if let client {
-            var stable = 0
-            while !told.isSet && (layout == .churn || stable < 2 || scans < 3) {
+            // Scans until the driver, which watches the whole domain, says it has converged.
+            while !told.isSet {
                 let scanStart = Date()
                 // The figures the scan left: asking processStatistics() again would walk the page
                 // tables once more, work the kernel's KSM does not do and is not charged for.
@@ -62,9 +62,7 @@ struct BenchWorker: ParsableCommand {
                 if ProcessInfo.processInfo.environment["SAMEPAGE_BENCH_DEBUG"] != nil {
                     FileHandle.standardError.write(Data("worker \(index) scan \(scans): \(Int(Date().timeIntervalSince(scanStart) * 1000)) ms, merged \(stats.mergingPages)\n".utf8))
                 }
-                let now = stats.mergingPages + stats.zeroPages
-                stable = now == merged ? stable + 1 : 0
-                merged = now
+                merged = stats.mergingPages + stats.zeroPages
             }
         } else {
             while !told.isSet { usleep(10_000) }
