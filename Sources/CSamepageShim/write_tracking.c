@@ -19,6 +19,7 @@ struct sp_pm_scan_arg {
 #define SP_PAGEMAP_SCAN _IOWR('f', 16, struct sp_pm_scan_arg)
 #define SP_PM_SCAN_WP_MATCHING (1ULL << 0)
 #define SP_PAGE_IS_WRITTEN (1ULL << 1)
+#define SP_PAGE_IS_FILE (1ULL << 2)
 #define SP_PAGE_IS_PRESENT (1ULL << 3)
 #define SP_PAGE_IS_PFNZERO (1ULL << 5)
 #define SP_UFFD_FEATURE_WP_UNPOPULATED (1ULL << 13)
@@ -49,7 +50,7 @@ int sp_page_states(int pagemap_fd, uintptr_t start, size_t pages, int arm, uint8
             .size = sizeof arg, .flags = arm ? SP_PM_SCAN_WP_MATCHING : 0, .start = from, .end = end,
             .vec = (uintptr_t)regions, .vec_len = 256,
             .category_mask = SP_PAGE_IS_PRESENT | (arm ? SP_PAGE_IS_WRITTEN : 0),
-            .return_mask = SP_PAGE_IS_WRITTEN | SP_PAGE_IS_PRESENT | SP_PAGE_IS_PFNZERO,
+            .return_mask = SP_PAGE_IS_WRITTEN | SP_PAGE_IS_PRESENT | SP_PAGE_IS_PFNZERO | SP_PAGE_IS_FILE,
         };
         int found = ioctl(pagemap_fd, SP_PAGEMAP_SCAN, &arg);
         if (found < 0) {
@@ -61,6 +62,7 @@ int sp_page_states(int pagemap_fd, uintptr_t start, size_t pages, int arm, uint8
             uintptr_t b = regions[r].end > end ? end : regions[r].end;
             uint8_t state = (regions[r].categories & SP_PAGE_IS_PFNZERO) ? 0 : SP_PAGE_RESIDENT;
             if (arm && (regions[r].categories & SP_PAGE_IS_WRITTEN)) state |= SP_PAGE_WRITTEN;
+            if (regions[r].categories & SP_PAGE_IS_FILE) state |= SP_PAGE_FILE;
             if (b > a) memset(states + (a - start) / 4096, state, (b - a) / 4096);
         }
         // A full vector stops the walk early; walk_end says where.

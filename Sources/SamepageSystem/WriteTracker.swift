@@ -49,4 +49,6 @@ public enum PageState {
     public static let resident = UInt8(SP_PAGE_RESIDENT)
     /// Written since it was last armed (in a tracked mapping).
     public static let written = UInt8(SP_PAGE_WRITTEN)
+    /// Backed by a file (in the scanner's memory: a merged page, the region's, still shared).
+    public static let file = UInt8(SP_PAGE_FILE)
 }

@@ -102,6 +102,28 @@ struct WriteTrackerTests {
         }
     }
 
+    /// The scanner tells a merged page whose copy-on-write broke by the tracker alone: the page,
+    /// mapped privately from a file, is reported written and no longer the file's.
+    @Test("a file page mapped copy-on-write is reported as the file's until a write gives it a private copy")
+    func copyOnWriteOfAFilePage() throws {
+        try withArmedMemory { p, tracker throws in
+            let fd = try Syscall.memfdCreate("samepage-test-file-page")
+            defer { Syscall.close(fd) }
+            try Syscall.ftruncate(fd, 4096)
+            _ = try Syscall.mmap(p + 3 * 4096, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0)
+            _ = (p + 3 * 4096).load(as: UInt8.self)  // the file's page, mapped
+            try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
+            let registered = try states(tracker, p)
+            #expect(registered[3] & PageState.file != 0 && registered[3] & PageState.written != 0,
+                    "a mapping registered anew reports its present pages once, the file's marked so")
+            #expect(registered.indices.filter { registered[$0] & PageState.file != 0 } == [3])
+            (p + 3 * 4096).storeBytes(of: 5, as: UInt8.self)  // copy on write
+            let written = try states(tracker, p)
+            #expect(written[3] & PageState.written != 0 && written[3] & PageState.resident != 0)
+            #expect(written[3] & PageState.file == 0, "the private copy is no longer the file's")
+        }
+    }
+
     @Test("untracked memory is not reported")
     func untrackStops() throws {
         try withArmedMemory { p, tracker throws in

@@ -171,10 +171,13 @@ int sp_write_tracking_unregister(int uffd, uintptr_t start, size_t length);
 #define SP_PAGE_RESIDENT 1
 /// Written since it was last write-protected (or never write-protected).
 #define SP_PAGE_WRITTEN 2
+/// A page of a file (a merged page: the region's, mapped copy-on-write), of a page reported.
+#define SP_PAGE_FILE 4
 /// The state of each of the `pages` pages from `start` in one page-table walk (PAGEMAP_SCAN,
 /// Linux 6.7; -ENOTTY before). Without `arm`: SP_PAGE_RESIDENT for each resident page, 0 for
 /// the others. With `arm` (registered mappings): only the present pages written since they were
 /// last armed are reported, SP_PAGE_WRITTEN (and SP_PAGE_RESIDENT unless it is the zero page),
-/// and armed again; every other page is 0, resident or not. 0 or -errno.
+/// and armed again; every other page is 0, resident or not. Either way a reported page that a
+/// file backs has SP_PAGE_FILE. 0 or -errno.
 int sp_page_states(int pagemap_fd, uintptr_t start, size_t pages, int arm, uint8_t *states);
 #endif

@@ -392,15 +392,6 @@ final class MergeEngine: @unchecked Sendable {
         let count = to - from
         let staging = client.stagingBase
         let sliceAddress = UnsafeRawPointer(bitPattern: range.address(from))!
-        // Pagemap entries of the slice: bit 63 present, bit 61 file page (still the region's).
-        var pagemap = [UInt64](repeating: 0, count: count)
-        // Only merged and discarded zero pages are judged by their pagemap entry: a slice of
-        // ordinary pages (every slice of a first scan) skips the page-table walk.
-        if pagemapFD >= 0, range.state[from..<to].contains(where: { $0 != .normal }) {
-            _ = pagemap.withUnsafeMutableBytes { raw in
-                try? Syscall.pread(pagemapFD, raw, offset: UInt64(range.address(from) / 4096) * 8)
-            }
-        }
         // Each page's state (PageState): whether it is resident (present, and not the kernel's
         // zero page: KSM looks at no other page, and reading one would map the zero page and
         // make page tables for memory never touched), and with write tracking which pages were
@@ -418,7 +409,29 @@ final class MergeEngine: @unchecked Sendable {
                 for i in 0..<range.pageCount { range.digest[i] = MergeRange.unseen }
             }
         }
+        // Pagemap entries of the slice: bit 63 present, bit 61 file page (still the region's).
+        // Only merged and discarded zero pages are judged by their pagemap entry, so a slice of
+        // ordinary pages (every slice of a first scan) skips that page-table walk; with write
+        // tracking so does a slice without discarded zero pages: a merged page whose copy-on-write
+        // broke is reported written, and no longer the file's (copyOnWriteBroke).
+        var pagemap = [UInt64](repeating: 0, count: count)
+        let judgedByPagemap: (MergeRange.State) -> Bool = collected ? { $0 == .zero } : { $0 != .normal }
+        if pagemapFD >= 0, range.state[from..<to].contains(where: judgedByPagemap) {
+            _ = pagemap.withUnsafeMutableBytes { raw in
+                try? Syscall.pread(pagemapFD, raw, offset: UInt64(range.address(from) / 4096) * 8)
+            }
+        }
         if !collected { readResidency(of: range.address(from), into: &states, pagemap: &pagemap) }
+        func copyOnWriteBroke(_ offset: Int) -> Bool {
+            if collected {
+                // A merged page in a mapping registered after it was merged is reported once
+                // however it stands: what tells is that the page is no longer the file's.
+                let state = states[offset]
+                return state & PageState.written != 0 && state & PageState.resident != 0 && state & PageState.file == 0
+            }
+            let entry = pagemap[offset]
+            return entry & (1 << 63) != 0 && entry & (1 << 61) == 0
+        }
         let tracksWrites = range.tracksWrites
         func resident(_ offset: Int) -> Bool {
             // A tracked page not written since it was armed is not reported: it is resident if
@@ -484,8 +497,7 @@ final class MergeEngine: @unchecked Sendable {
             }
             switch range.state[index] {
             case .merged:
-                let entry = pagemap[offset]
-                if entry & (1 << 63) != 0 && entry & (1 << 61) == 0 {
+                if copyOnWriteBroke(offset) {
                     // The process wrote the page: the copy-on-write broke, the share is gone.
                     releases.append(range.region[index])
                     range.state[index] = .normal
