@@ -37,6 +37,16 @@ struct MergeableCursorTests {
         }
     }
 
+    @Test("a span is all mergeable exactly when each of its pages is")
+    func spans() {
+        for from in stride(from: UInt(0), to: 0xC000, by: 0x1000) {
+            for to in stride(from: from + 0x1000, through: 0xC000, by: 0x1000) {
+                let pages = stride(from: from, to: to, by: 0x1000).allSatisfy(Self.searched)
+                #expect(Self.maps.allMergeable(from: from, to: to) == pages, "[\(from), \(to))")
+            }
+        }
+    }
+
     @Test("no mappings known: every page is a candidate")
     func empty() {
         var cursor = ProcessMaps.MergeableCursor(ProcessMaps())

@@ -31,4 +31,17 @@ struct TrackedLookTests {
         #expect(TrackedLook(known: digest, written: false, lookUpNewPages: true) == .knownCandidate)
         #expect(!TrackedLook(known: digest, written: false, lookUpNewPages: true).reads)
     }
+    /// Whether the domain stores pages costs the scanner a request: a converged process's scans,
+    /// whose pages are all known, must never need it.
+    @Test("whether anything is stored is asked only for a page written before it was first seen")
+    func storedPagesAskedOnlyWhenItDecides() {
+        var asked = 0
+        func ask() -> Bool { asked += 1; return true }
+        for known in [MergeRange.unseen, MergeRange.seen, digest] {
+            for written in [false, true] {
+                _ = TrackedLook(known: known, written: written, lookUpNewPages: ask())
+            }
+        }
+        #expect(asked == 1)
+    }
 }

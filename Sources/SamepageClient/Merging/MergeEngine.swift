@@ -62,9 +62,10 @@ final class MergeEngine: @unchecked Sendable {
     var scanRequestsThisScan = 0
     /// Whether the current full scan has begun (see `beginFullScan`).
     private var scanBegun = false
-    /// Whether the domain stored pages when this full scan began: if not, no page can be found
-    /// among them, and pages new or changed are not looked up so (nor read for it).
-    private var domainStoresPages = true
+    /// Whether the domain stored pages when this full scan first needed to know (nil: not asked
+    /// yet in this full scan): if not, no page can be found among them, and pages new or changed
+    /// are not looked up so (nor read for it).
+    private var domainStoresPages: Bool?
     var pagesSkipped = 0
     private var volatileThisScan = 0
     var volatileLastScan = 0
@@ -262,11 +263,19 @@ final class MergeEngine: @unchecked Sendable {
         return false
     }
 
-    /// Asks whether the domain stores any page (one statistics request a full scan).
     private func beginFullScan() {
         scanBegun = true
+        domainStoresPages = nil
+    }
+
+    /// Whether the domain stores any page: one statistics request in a full scan that has new or
+    /// changed pages to look up, none in a scan that has not (a converged process's).
+    private func storesPages() -> Bool {
+        if let known = domainStoresPages { return known }
         let stats = (try? client.statistics()) ?? []
-        domainStoresPages = stats.first { $0.name == "region_bytes_used" }.map { $0.value > 0 } ?? true
+        let stores = stats.first { $0.name == "region_bytes_used" }.map { $0.value > 0 } ?? true
+        domainStoresPages = stores
+        return stores
     }
 
     /// Merges that other processes' scans made with this process's pages wait at the server as
@@ -414,9 +423,21 @@ final class MergeEngine: @unchecked Sendable {
         // ordinary pages (every slice of a first scan) skips that page-table walk; with write
         // tracking so does a slice without discarded zero pages: a merged page whose copy-on-write
         // broke is reported written, and no longer the file's (copyOnWriteBroke).
+        let slice = range.state[from..<to]
+        if collected && slice.allSatisfy({ $0 == .merged }) && !states.contains(where: { $0 != 0 })
+            && maps.allMergeable(from: range.address(from), to: range.address(to)) {
+            // Every page merged, in mappings still open to merging, and none written since the
+            // last scan: nothing can have changed (a converged process's scans are mostly this).
+            pagesScanned += count
+            if !pendingReleases.isEmpty {
+                let releases = pendingReleases
+                pendingReleases.removeAll()
+                try client.releaseMerged(releases)
+            }
+            return
+        }
         var pagemap = [UInt64](repeating: 0, count: count)
-        let judgedByPagemap: (MergeRange.State) -> Bool = collected ? { $0 == .zero } : { $0 != .normal }
-        if pagemapFD >= 0, range.state[from..<to].contains(where: judgedByPagemap) {
+        if pagemapFD >= 0, collected ? slice.contains(.zero) : slice.contains(where: { $0 != .normal }) {
             _ = pagemap.withUnsafeMutableBytes { raw in
                 try? Syscall.pread(pagemapFD, raw, offset: UInt64(range.address(from) / 4096) * 8)
             }
@@ -446,10 +467,9 @@ final class MergeEngine: @unchecked Sendable {
         // application unmapped or protected meanwhile stops the hash there (the fault is caught):
         // it is marked unreadable.
         let smartScan = parameters.smartScan
-        let lookUpNewPages = domainStoresPages
         func trackedLook(_ index: Int) -> TrackedLook {
             TrackedLook(known: range.digest[index], written: states[index - from] & PageState.written != 0,
-                        lookUpNewPages: lookUpNewPages)
+                        lookUpNewPages: self.storesPages())
         }
         func needsHash(_ index: Int) -> Bool {
             guard range.state[index] == .normal, resident(index - from), !(smartScan && range.skip[index] > 0) else { return false }
@@ -524,7 +544,7 @@ final class MergeEngine: @unchecked Sendable {
                         let digest = pageDigests[offset]
                         range.digest[index] = max(digest, MergeRange.seen)
                         volatileThisScan += 1
-                        if digest > MergeRange.seen && lookUpNewPages {
+                        if digest > MergeRange.seen && storesPages() {
                             stableOnly.append(index)
                             stableOnlyDigests.append(digest)
                         }
@@ -548,7 +568,7 @@ final class MergeEngine: @unchecked Sendable {
                 if digest != range.digest[index] || digest <= MergeRange.seen {
                     range.digest[index] = digest
                     volatileThisScan += 1
-                    if digest > MergeRange.seen && lookUpNewPages {
+                    if digest > MergeRange.seen && storesPages() {
                         stableOnly.append(index)
                         stableOnlyDigests.append(digest)
                     }

@@ -31,13 +31,31 @@ struct ProcessMaps {
     }
 
     func index(containing address: UInt) -> Int? {
+        let index = firstIndex(endingAfter: address)
+        guard index < mappings.count, mappings[index].start <= address else { return nil }
+        return index
+    }
+
+    /// The first mapping that ends after `address` (binary search; the mappings are in order).
+    private func firstIndex(endingAfter address: UInt) -> Int {
         var low = 0, high = mappings.count
         while low < high {
             let mid = (low + high) / 2
             if mappings[mid].end <= address { low = mid + 1 } else { high = mid }
         }
-        guard low < mappings.count, mappings[low].start <= address else { return nil }
         return low
+    }
+
+    /// Whether every page of [from, to) lies in readable, writable private memory (or in no
+    /// mapping known): one search and a walk over the mappings that cover it.
+    func allMergeable(from: UInt, to: UInt) -> Bool {
+        var index = firstIndex(endingAfter: from)
+        while index < mappings.count && mappings[index].start < to {
+            let mapping = mappings[index]
+            guard mapping.readable && mapping.writable && mapping.isPrivate else { return false }
+            index += 1
+        }
+        return true
     }
 
     /// Whether `address` lies in readable, writable private memory (or in no mapping the last

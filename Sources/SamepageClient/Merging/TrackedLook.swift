@@ -12,9 +12,11 @@ enum TrackedLook: Equatable {
     /// Unwritten since it was read: a candidate with the digest it had then, not read again.
     case knownCandidate
 
-    init(known: UInt64, written: Bool, lookUpNewPages: Bool) {
+    /// `lookUpNewPages` (whether the domain stores pages, which costs the scanner a request to
+    /// learn) is asked only for a page written before it was first seen.
+    init(known: UInt64, written: Bool, lookUpNewPages: @autoclosure () -> Bool) {
         if known == MergeRange.unseen {
-            self = lookUpNewPages || !written ? .firstSight : .volatile
+            self = !written || lookUpNewPages() ? .firstSight : .volatile
         } else if written {
             self = .volatile
         } else {
