@@ -288,8 +288,7 @@ final class MergeEngine: @unchecked Sendable {
             let round = UInt32(truncatingIfNeeded: fullScans + 1)
             let (_, hints) = try client.mergeLookup(round: round, flags: [], keys: [], digests: [])
             let hinted = mergesAndReleases(forHints: hints)
-            let releases = hinted.releases + applyMerges(hinted.merges)
-            if !releases.isEmpty { try client.releaseMerged(releases) }
+            try release(hinted.releases + applyMerges(hinted.merges))
         }
     }
 
@@ -418,24 +417,20 @@ final class MergeEngine: @unchecked Sendable {
                 for i in 0..<range.pageCount { range.digest[i] = MergeRange.unseen }
             }
         }
-        // Pagemap entries of the slice: bit 63 present, bit 61 file page (still the region's).
-        // Only merged and discarded zero pages are judged by their pagemap entry, so a slice of
-        // ordinary pages (every slice of a first scan) skips that page-table walk; with write
-        // tracking so does a slice without discarded zero pages: a merged page whose copy-on-write
-        // broke is reported written, and no longer the file's (copyOnWriteBroke).
         let slice = range.state[from..<to]
         if collected && slice.allSatisfy({ $0 == .merged }) && !states.contains(where: { $0 != 0 })
             && maps.allMergeable(from: range.address(from), to: range.address(to)) {
             // Every page merged, in mappings still open to merging, and none written since the
             // last scan: nothing can have changed (a converged process's scans are mostly this).
             pagesScanned += count
-            if !pendingReleases.isEmpty {
-                let releases = pendingReleases
-                pendingReleases.removeAll()
-                try client.releaseMerged(releases)
-            }
+            try release([])
             return
         }
+        // Pagemap entries of the slice: bit 63 present, bit 61 file page (still the region's).
+        // Only merged and discarded zero pages are judged by their pagemap entry, so a slice of
+        // ordinary pages (every slice of a first scan) skips that page-table walk; with write
+        // tracking so does a slice without discarded zero pages: a merged page whose copy-on-write
+        // broke is reported written, and no longer the file's (copyOnWriteBroke).
         var pagemap = [UInt64](repeating: 0, count: count)
         if pagemapFD >= 0, collected ? slice.contains(.zero) : slice.contains(where: { $0 != .normal }) {
             _ = pagemap.withUnsafeMutableBytes { raw in
@@ -644,9 +639,14 @@ final class MergeEngine: @unchecked Sendable {
         releases += hinted.releases
         releases += applyMerges(merges)
         applyZeroes(range, zeros)
-        releases += pendingReleases
+        try release(releases)
+    }
+
+    /// Gives the server back `references`, and those that waited for the next scan request.
+    private func release(_ references: [PageNumber]) throws(SamepageError) {
+        let all = references + pendingReleases
         pendingReleases.removeAll()
-        if !releases.isEmpty { try client.releaseMerged(releases) }
+        if !all.isEmpty { try client.releaseMerged(all) }
     }
 
     /// A page discarded with MADV_DONTNEED reads the kernel's shared zero page: not present until
