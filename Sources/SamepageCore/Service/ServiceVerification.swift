@@ -42,6 +42,15 @@ extension Service {
                 problems.append("segment \(segment): \(count) pages allocated, \(used[segment]) in use")
             }
         }
+        // Unstable entries and promises belong to connected clients, and go with them.
+        let filed = domain.sessions.values.reduce(0) { $0 + $1.unstableEntries }
+        let promised = domain.sessions.values.reduce(0) { $0 + $1.promisedHashes.count }
+        if domain.unstable.count > filed {
+            problems.append("\(domain.unstable.count) unstable entries, \(filed) filed by connected clients")
+        }
+        if domain.unstable.promiseCount > promised {
+            problems.append("\(domain.unstable.promiseCount) promises, \(promised) made by connected clients")
+        }
         let allInUse = allDomains.reduce(Int64(0)) { $0 + $1.store.pagesInUse }
         if UInt64(allInUse) != budget.used {
             problems.append("the region budget counts \(budget.used) pages, the domains use \(allInUse)")
