@@ -269,6 +269,42 @@ struct MergeTests {
         finish((a, aIn), (b, bIn))
     }
 
+    /// Resident kilobytes of a process's staging memory (its memfd mapping, from smaps).
+    func stagingResidentKiB(_ pid: Int32) throws -> Int? {
+        // /proc files have no size: read to the end rather than by length.
+        let handle = try #require(FileHandle(forReadingAtPath: "/proc/\(pid)/smaps"))
+        defer { try? handle.close() }
+        let smaps = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+        var inStaging = false
+        for line in smaps.split(separator: "\n") {
+            if let first = line.first, first.isHexDigit, line.contains("-") {
+                inStaging = line.contains("samepage-staging")
+            } else if inStaging, line.hasPrefix("Rss:") {
+                return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
+            }
+        }
+        return nil
+    }
+
+    /// The staging pages a scan copies pairs' bytes through stay while the process is merging
+    /// (faulting them in afresh every scan cost a shmem page each) and go back to the kernel
+    /// after the first full scan that did not use them.
+    @Test("a process that sent pairs' bytes gives its staging memory back once a scan needs none")
+    func stagingMemoryIsGivenBack() throws {
+        let server = try ServerProcess(regionSize: "256M")
+        defer { server.stop() }
+        let (a, aIn, _, _) = try startMerger(server, pages: 256, distinct: 256, seed: 37, scans: 2)
+        let (b, bIn, bOut, bLine) = try startMerger(server, pages: 256, distinct: 256, seed: 37, scans: 2)
+        #expect(field(bLine, "merging_pages") == 256, "\(bLine)")
+        // B copied 256 pages through staging in its second scan, and holds them.
+        #expect(try stagingResidentKiB(b.processIdentifier) ?? 0 >= 256 * 4)
+        // Its next full scan copies nothing: the staging pages go back.
+        let later = send("scan 1", to: bIn, reading: bOut)
+        #expect(field(later, "merging_pages") == 256, "\(later)")
+        #expect(try stagingResidentKiB(b.processIdentifier) == 0)
+        finish((a, aIn), (b, bIn))
+    }
+
     @Test("mergeable memory unmapped, remapped, protected and truncated under a full-speed scanner: no crash, merging goes on")
     func vanishingMemory() throws {
         let server = try ServerProcess(regionSize: "256M")

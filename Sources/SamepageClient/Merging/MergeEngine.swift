@@ -60,6 +60,10 @@ final class MergeEngine: @unchecked Sendable {
     var pagesScanned = 0
     /// Scan requests sent in the current full scan (each one brings the hints waiting).
     var scanRequestsThisScan = 0
+    /// Whether this full scan copied pages into staging, and whether staging pages the scans
+    /// used are still held (not yet given back to the kernel).
+    private var stagingUsedThisScan = false
+    private var stagingHeld = false
     /// Whether the current full scan has begun (see `beginFullScan`).
     private var scanBegun = false
     /// Whether the domain stored pages when this full scan first needed to know (nil: not asked
@@ -310,8 +314,16 @@ final class MergeEngine: @unchecked Sendable {
         scanRequestsThisScan = 0
         scanBegun = false
         // Between full scans the staging pages the slices went through hold nothing of value:
-        // give them back, so a scanning process costs little memory.
-        client.stagingLock.withLock { client.releaseStagingMemory(pages: Self.slicePages) }
+        // they go back to the kernel after the first full scan that did not use them, so that a
+        // converged process costs little memory, and a process still merging does not fault
+        // them in afresh (a shmem page allocated and cleared) in every scan.
+        if stagingUsedThisScan {
+            stagingHeld = true
+        } else if stagingHeld {
+            client.stagingLock.withLock { client.releaseStagingMemory(pages: Self.slicePages) }
+            stagingHeld = false
+        }
+        stagingUsedThisScan = false
         fullScans += 1
         volatileLastScan = volatileThisScan
         volatileThisScan = 0
@@ -611,6 +623,7 @@ final class MergeEngine: @unchecked Sendable {
                 while end < outcomes.count && outcomes[end] == .needContent && candidates[end] == candidates[end - 1] + 1 { end += 1 }
                 let source = sliceAddress + (candidates[i] - from) * 4096
                 let copied = sp_copy_pages_in_place(staging + wanted.count * 4096, source, end - i)
+                stagingUsedThisScan = true
                 wanted += Array(i..<(i + copied))
                 for lost in (i + copied)..<end { outcomes[lost] = .unstable }
                 i = end
