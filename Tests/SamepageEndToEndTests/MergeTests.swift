@@ -245,6 +245,16 @@ struct MergeTests {
         finish((a, aIn), (b, bIn), (c, cIn))
     }
 
+    /// A and B with the same `pages` distinct contents, two scans each: A's pages wait in the
+    /// unstable tree, B's second scan pairs them all (B sends their bytes, A gets hints).
+    func startPairedMergers(_ server: ServerProcess, pages: Int, seed: Int) throws
+        -> (a: (Process, FileHandle, FileHandle), b: (Process, FileHandle, FileHandle)) {
+        let (a, aIn, aOut, _) = try startMerger(server, pages: pages, distinct: pages, seed: seed, scans: 2)
+        let (b, bIn, bOut, bLine) = try startMerger(server, pages: pages, distinct: pages, seed: seed, scans: 2)
+        #expect(field(bLine, "merging_pages") == pages, "\(bLine)")
+        return ((a, aIn, aOut), (b, bIn, bOut))
+    }
+
     /// A merge another process's scan made with this process's page waits at the server as a
     /// hint until this process's next scan request. A full scan that has nothing to look up
     /// (here: every page written since the last scan, so volatile and not read) still fetches
@@ -256,9 +266,7 @@ struct MergeTests {
         let server = try ServerProcess(regionSize: "256M")
         defer { server.stop() }
         // A files its 64 pages in the unstable tree (second scan); B's second scan pairs them all.
-        let (a, aIn, aOut, _) = try startMerger(server, pages: 64, distinct: 64, seed: 31, scans: 2)
-        let (b, bIn, _, bLine) = try startMerger(server, pages: 64, distinct: 64, seed: 31, scans: 2)
-        #expect(field(bLine, "merging_pages") == 64, "\(bLine)")
+        let ((a, aIn, aOut), (b, bIn, _)) = try startPairedMergers(server, pages: 64, seed: 31)
         // A writes every page again, with the same bytes: its next scan reads none of them.
         for i in 0..<64 { #expect(send("fill \(i) \(i)", to: aIn, reading: aOut) == "ok") }
         let scanned = send("scan 1", to: aIn, reading: aOut)
@@ -293,9 +301,7 @@ struct MergeTests {
     func stagingMemoryIsGivenBack() throws {
         let server = try ServerProcess(regionSize: "256M")
         defer { server.stop() }
-        let (a, aIn, _, _) = try startMerger(server, pages: 256, distinct: 256, seed: 37, scans: 2)
-        let (b, bIn, bOut, bLine) = try startMerger(server, pages: 256, distinct: 256, seed: 37, scans: 2)
-        #expect(field(bLine, "merging_pages") == 256, "\(bLine)")
+        let ((a, aIn, _), (b, bIn, bOut)) = try startPairedMergers(server, pages: 256, seed: 37)
         // B copied 256 pages through staging in its second scan, and holds them.
         #expect(try stagingResidentKiB(b.processIdentifier) ?? 0 >= 256 * 4)
         // Its next full scan copies nothing: the staging pages go back.
