@@ -8,7 +8,10 @@ import SamepageSystem
 extension MergeEngine {
     /// Applies merges, longest runs first, within the VMA budget; returns references to drop
     /// for merges that did not happen.
-    func applyMerges(_ merges: [(range: MergeRange, index: Int, page: PageNumber)]) -> [PageNumber] {
+    /// A page of a range to map over with a region page.
+    typealias PendingMerge = (range: MergeRange, index: Int, page: PageNumber)
+
+    func applyMerges(_ merges: [PendingMerge]) -> [PageNumber] {
         guard !merges.isEmpty else { return [] }
         let sorted = merges.sorted { $0.range.address($0.index) < $1.range.address($1.index) }
         // Runs: consecutive addresses in one range mapping consecutive region pages.

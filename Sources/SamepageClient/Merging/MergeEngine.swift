@@ -297,8 +297,8 @@ final class MergeEngine: @unchecked Sendable {
     }
 
     /// The hinted pages still unmerged here, and the references of the others to give back.
-    private func mergesAndReleases(forHints hints: [MergeHint]) -> (merges: [(range: MergeRange, index: Int, page: PageNumber)], releases: [PageNumber]) {
-        var merges: [(range: MergeRange, index: Int, page: PageNumber)] = []
+    private func mergesAndReleases(forHints hints: [MergeHint]) -> (merges: [PendingMerge], releases: [PageNumber]) {
+        var merges: [PendingMerge] = []
         var releases: [PageNumber] = []
         for hint in hints {
             if let (hinted, index) = locate(UInt(hint.key)), hinted.state[index] == .normal {
@@ -585,7 +585,7 @@ final class MergeEngine: @unchecked Sendable {
                 digests.append(digest)
             }
         }
-        var merges: [(range: MergeRange, index: Int, page: PageNumber)] = []
+        var merges: [PendingMerge] = []
         var zeros: [Int] = []
         var flags: MergeFlags = []
         if parameters.useZeroPages { flags.insert(.useZeroPages) }

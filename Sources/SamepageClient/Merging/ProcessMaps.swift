@@ -46,21 +46,19 @@ struct ProcessMaps {
         return low
     }
 
-    /// Whether every page of [from, to) lies in readable, writable private memory (or in no
+    /// Whether every page of [from, to) lies in mergeable memory (`isMergeable`, or in no
     /// mapping known): one search and a walk over the mappings that cover it.
     func allMergeable(from: UInt, to: UInt) -> Bool {
         var index = firstIndex(endingAfter: from)
         while index < mappings.count && mappings[index].start < to {
-            let mapping = mappings[index]
-            guard mapping.readable && mapping.writable && mapping.isPrivate else { return false }
+            guard Self.isMergeable(mappings[index]) else { return false }
             index += 1
         }
         return true
     }
 
-    /// Whether `address` lies in readable, writable private memory (or in no mapping the last
-    /// read of the maps knew): only such memory is merged, anything else the application set up
-    /// on purpose and is left alone. For addresses looked up in ascending order: the mapping found
+    /// Whether `address` lies in mergeable memory (`isMergeable`, or in no mapping the last
+    /// read of the maps knew). For addresses looked up in ascending order: the mapping found
     /// last, and then the one after it, are tried before a binary search. A slice's pages lie in
     /// one mapping or in a few in a row, and a search per page was a third of the slice loop.
     struct MergeableCursor {
@@ -80,9 +78,14 @@ struct ProcessMaps {
                     return true
                 }
             }
-            let mapping = mappings[index]
-            return mapping.readable && mapping.writable && mapping.isPrivate
+            return ProcessMaps.isMergeable(mappings[index])
         }
+    }
+
+    /// Readable, writable private memory: the only memory merged; anything else the
+    /// application set up on purpose and is left alone.
+    static func isMergeable(_ mapping: Mapping) -> Bool {
+        mapping.readable && mapping.writable && mapping.isPrivate
     }
 
     /// The kernel's limit on mappings per process.
