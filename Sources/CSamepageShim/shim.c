@@ -191,8 +191,8 @@ static _Atomic int guard_installed;
 
 // The mergeable ranges of the process, as an immutable array of (start, end) pairs swapped in
 // whole. A fault can be delivered after the guard it hit has moved on to another run (the
-// scanner is quick, the faulting thread may be preempted): a write fault anywhere in mergeable
-// memory is therefore retried, not only one in the current guard. Arrays replaced are kept (never
+// scanner is quick, the faulting thread may be preempted): a fault anywhere in mergeable memory
+// is therefore retried, not only one in the current guard. Arrays replaced are kept (never
 // freed) because a handler may still be reading one; ranges change rarely.
 struct guard_ranges { size_t count; uintptr_t pairs[]; };
 static struct guard_ranges *_Atomic guard_mergeable;
@@ -290,7 +290,9 @@ static void bus_handler(int signo, siginfo_t *info, void *context) {
 static void guard_handler(int signo, siginfo_t *info, void *context) {
     uintptr_t address = (uintptr_t)info->si_addr;
     probe_recover();
-    if (info->si_code == SEGV_ACCERR) {
+    // ACCERR: a write into a run write-protected for its merge; MAPERR: an access to a stretch
+    // unmapped while the region is mapped into it piece by piece.
+    if (info->si_code == SEGV_ACCERR || info->si_code == SEGV_MAPERR) {
         uintptr_t start = atomic_load(&guard_start), end = atomic_load(&guard_end);
         int in_guard = atomic_load(&guard_active) && address >= start && address < end;
         if (in_guard || guard_in_mergeable(address)) {
@@ -345,11 +347,17 @@ uint64_t sp_guard_absorbed(void) { return atomic_load(&guard_absorbed); }
 // ---- reading our own memory without faulting ----------------------------------------------
 #include <sys/uio.h>
 
+void *sp_mremap_fixed(void *old_address, size_t length, void *new_address) {
+    return mremap(old_address, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, new_address);
+}
+
 ssize_t sp_read_own_memory(void *destination, const void *source, size_t length) {
     struct iovec local = { destination, length };
     struct iovec remote = { (void *)source, length };
     return process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
 }
+
+uint64_t sp_touch_read(const void *p) { return *(const volatile uint64_t *)p; }
 
 int sp_touch_write(unsigned char *p) {
     volatile unsigned char *v = p;

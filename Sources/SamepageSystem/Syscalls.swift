@@ -83,8 +83,23 @@ public enum Syscall {
         }
     }
 
+    /// Releases a mapping: a failure leaves nothing for the caller to do.
     public static func munmap(_ address: UnsafeMutableRawPointer, _ length: Int) {
-        _ = Glibc.munmap(address, length)
+        _ = try? unmap(address, length)
+    }
+
+    /// munmap where the caller must know it happened: it fails with ENOMEM when it would split a
+    /// mapping past vm.max_map_count.
+    public static func unmap(_ address: UnsafeMutableRawPointer, _ length: Int) throws(Errno) {
+        _ = try valueOrErrno { Glibc.munmap(address, length) }
+    }
+
+    /// Moves one whole mapping of `length` bytes to `newAddress`, replacing what was there.
+    public static func mremapFixed(_ address: UnsafeMutableRawPointer, _ length: Int, to newAddress: UnsafeMutableRawPointer) throws(Errno) {
+        while sp_mremap_fixed(address, length, newAddress) == MAP_FAILED {
+            let error = Errno(rawValue: errno)
+            if error != .interrupted { throw error }
+        }
     }
 
     public static func madvise(_ address: UnsafeMutableRawPointer, _ length: Int, _ advice: Int32) throws(Errno) {

@@ -1,3 +1,4 @@
+import CSamepageShim
 import Glibc
 import SamepageClient
 import SamepageSystem
@@ -5,7 +6,9 @@ import SamepageSystem
 /// `samepage-probe stress SOCKET PAGES THREADS MILLISECONDS`: writer threads hammer merged and
 /// merging pages while the scanner thread runs flat out; at the end every page must hold exactly
 /// what was last written to it. Pages start as a few duplicate contents, and writers often put a
-/// page back to its original content, so pages keep merging while they are written.
+/// page back to its original content, so pages keep merging while they are written. A reader
+/// thread reads every page all along, the first merges included (stretches of duplicates are
+/// unmapped and mapped again piece by piece: it must wait, not crash).
 func runStressProbe(_ args: [String]) {
     guard args.count == 4, let pages = Int(args[1]), let threads = Int(args[2]), let millis = Int(args[3]),
           pages >= threads, threads > 0 else { die("usage: samepage-probe stress SOCKET PAGES THREADS MILLISECONDS") }
@@ -20,6 +23,13 @@ func runStressProbe(_ args: [String]) {
         defer { shadow.deallocate() }
         for i in 0..<pages { fillPage(memory + i * 4096, content: UInt64(i % 8), seed: 99) }
         memcpy(shadow, memory, pages * 4096)
+        let readerStop = StopFlag()
+        let reader = ReadJob(memory: memory, pages: pages, stop: readerStop)
+        var readerThread = pthread_t()
+        pthread_create(&readerThread, nil, { context in
+            Unmanaged<ReadJob>.fromOpaque(context!).takeUnretainedValue().run()
+            return nil
+        }, Unmanaged.passUnretained(reader).toOpaque())
         try client.advise(memory, length: pages * 4096, .mergeable)
         try client.scan(fullScans: 2)
         let mergedAtStart = client.processStatistics().mergingPages
@@ -52,6 +62,8 @@ func runStressProbe(_ args: [String]) {
         // Let the scanner merge once more after the writes stopped, then check every byte.
         try client.scan(fullScans: 2)
         let finalMerged = client.processStatistics().mergingPages
+        readerStop.set()
+        pthread_join(readerThread, nil)
         var bad = 0
         for i in 0..<pages where memcmp(memory + i * 4096, shadow + i * 4096, 4096) != 0 { bad += 1 }
         try client.advise(memory, length: pages * 4096, .unmergeable)
@@ -61,7 +73,7 @@ func runStressProbe(_ args: [String]) {
         // cleanly, not touch a dead client.
         try client.advise(memory, length: pages * 4096, .mergeable)
         try client.setMergeParameter("run", 1)
-        return "\(bad == 0 ? "ok" : "corrupt") bad_pages=\(bad) merged_at_start=\(mergedAtStart) most_merged=\(mostMerged) merged_after=\(finalMerged) racing_writes=\(stats.racingWritesAbsorbed) full_scans=\(stats.fullScans)"
+        return "\(bad == 0 ? "ok" : "corrupt") bad_pages=\(bad) merged_at_start=\(mergedAtStart) most_merged=\(mostMerged) merged_after=\(finalMerged) racing_writes=\(stats.racingWritesAbsorbed) full_scans=\(stats.fullScans) read_sweeps=\(reader.sweeps)"
     }
     do {
         let line = try body()
@@ -123,5 +135,28 @@ final class StressJob: @unchecked Sendable {
             }
             if iteration % 64 == 0 { usleep(50) }
         }
+    }
+}
+
+/// Reads one word of every page, over and over, until stopped.
+final class ReadJob: @unchecked Sendable {
+    let memory: UnsafeMutableRawPointer
+    let pages: Int
+    let stop: StopFlag
+    private(set) var sweeps = 0
+
+    init(memory: UnsafeMutableRawPointer, pages: Int, stop: StopFlag) {
+        self.memory = memory
+        self.pages = pages
+        self.stop = stop
+    }
+
+    func run() {
+        var sum: UInt64 = 0
+        while !stop.isSet {
+            for i in 0..<pages { sum &+= sp_touch_read(memory + i * 4096) }
+            sweeps += 1
+        }
+        if sum == 1 { say("") }
     }
 }

@@ -323,7 +323,7 @@ struct MergeTests {
         #expect((field(line, "merged") ?? 0) > 0, "the pages that stayed still merge: \(line)")
     }
 
-    @Test("writers hammer merged and merging pages while the scanner runs: every byte is what was written")
+    @Test("writers hammer merged and merging pages, a reader reads them, while the scanner runs: every byte is what was written")
     func stress() throws {
         let server = try ServerProcess(regionSize: "256M")
         defer { server.stop() }
@@ -332,6 +332,9 @@ struct MergeTests {
         #expect(result.stdout.hasPrefix("ok bad_pages=0"), "\(result.stdout)")
         // The scanner did merge while the writers wrote, and writes raced merges.
         #expect((field(result.stdout, "most_merged") ?? 0) > 0, "\(result.stdout)")
+        // A reader read every page all along, through the first merges (stretches mapped piece
+        // by piece into a hole).
+        #expect((field(result.stdout, "read_sweeps") ?? 0) > 0, "\(result.stdout)")
         let stats = try server.waitForStatistics { $0["region_bytes_used"] == 0 }
         #expect(stats["region_bytes_used"] == 0)
     }

@@ -91,8 +91,11 @@ int sp_ring_pop(sp_ring *ring, uint64_t *user_data, int32_t *result, uint32_t *f
 // the run, confirms its bytes, and maps the region over it. A thread that writes into the run
 // meanwhile takes SIGSEGV; the handler waits until the scanner is done and returns, so the write
 // is retried on whatever is there then: the merged copy-on-write mapping (the write lands in a
-// private copy) or the original page. No write is lost, no thread crashes. Faults anywhere else
-// go to the handler that was installed before (or the default action).
+// private copy) or the original page. Where a stretch of the run maps many region pieces, it is
+// unmapped first and the pieces mapped into the hole (a split of the private mapping per piece
+// costs twice the mapping itself): a thread that reads there meanwhile faults too (SEGV_MAPERR)
+// and waits the same way. No write is lost, no thread crashes. Faults anywhere else go to the
+// handler that was installed before (or the default action).
 
 /// Installs the SIGSEGV handler once per process; returns 0 or -errno.
 int sp_guard_install(void);
@@ -100,8 +103,8 @@ int sp_guard_install(void);
 void sp_guard_begin(const void *start, size_t length);
 /// Ends the guard; writers waiting in the handler retry.
 void sp_guard_end(void);
-/// Publishes the process's mergeable ranges, `count` (start, end) pairs: a write fault in them
-/// is retried even when it arrives after the guard that caused it has ended.
+/// Publishes the process's mergeable ranges, `count` (start, end) pairs: a fault in them is
+/// retried even when it arrives after the guard that caused it has ended.
 void sp_guard_set_mergeable(const uintptr_t *pairs, size_t count);
 /// Faults the handler absorbed (writes that raced a merge), for tests and statistics.
 uint64_t sp_guard_absorbed(void);
@@ -113,6 +116,9 @@ uint64_t sp_guard_absorbed(void);
 /// `destination`, stopping at the first unreadable page instead of faulting. Returns the bytes
 /// copied or -1 with errno.
 ssize_t sp_read_own_memory(void *destination, const void *source, size_t length);
+/// mremap(2) of one whole mapping to `new_address` (MREMAP_MAYMOVE | MREMAP_FIXED), which the
+/// kernel unmaps first. Returns the new address, or MAP_FAILED with errno (mremap is variadic).
+void *sp_mremap_fixed(void *old_address, size_t length, void *new_address);
 /// Hashes `pages` pages from `start` in place (XXH3-64, seed 0) into `digests`; returns how many
 /// it hashed before one could not be read (unmapped, protected or past the end of its file).
 /// Needs sp_guard_install() first.
@@ -130,6 +136,8 @@ size_t sp_copy_pages_in_place(void *destination, const void *source, size_t page
 /// Reads and writes back one byte through a volatile pointer: forces a write fault (breaks
 /// copy-on-write) without changing the byte.
 int sp_touch_write(unsigned char *p);
+/// Reads the word at `p` through a volatile pointer (a read the compiler cannot drop).
+uint64_t sp_touch_read(const void *p);
 #endif
 
 #ifndef CSAMEPAGE_SHIM_TIMEOUT

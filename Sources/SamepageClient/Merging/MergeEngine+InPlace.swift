@@ -6,11 +6,11 @@ import SamepageSystem
 // Merging in place: the runs a scan found are mapped over the process's own pages, under the
 // merge guard, within the mapping budget (see the essay at the top of MergeEngine.swift).
 extension MergeEngine {
-    /// Applies merges, longest runs first, within the VMA budget; returns references to drop
-    /// for merges that did not happen.
     /// A page of a range to map over with a region page.
     typealias PendingMerge = (range: MergeRange, index: Int, page: PageNumber)
 
+    /// Applies merges, longest runs first, within the VMA budget; returns references to drop
+    /// for merges that did not happen.
     func applyMerges(_ merges: [PendingMerge]) -> [PageNumber] {
         guard !merges.isEmpty else { return [] }
         let sorted = merges.sorted { $0.range.address($0.index) < $1.range.address($1.index) }
@@ -71,11 +71,6 @@ extension MergeEngine {
         return releases
     }
 
-    /// Write-protects the span of some runs of one range, confirms each page against the region
-    /// with memcmp, maps the region over the equal parts (MAP_PRIVATE | MAP_FIXED: later writes
-    /// copy on write), and opens the span again. Writers into the span meanwhile wait in the
-    /// merge guard. Only readable, writable private memory is ever a candidate, so opening the
-    /// span read-write restores what was there.
     /// Maps `count` region pages from `first` over `address`, copy-on-write: one mmap per segment
     /// they lie in (one, unless the server runs --hardened). Returns how many pages, from the
     /// first, are now mapped: those are merged whatever happens to the rest.
@@ -91,6 +86,14 @@ extension MergeEngine {
         return done
     }
 
+    /// Pages of a range found equal to consecutive region pages: one mapping once merged.
+    typealias EqualPiece = (index: Int, page: PageNumber, count: Int)
+
+    /// Write-protects the span of some runs of one range, confirms each page against the region
+    /// with memcmp, maps the region over the equal parts (MAP_PRIVATE | MAP_FIXED: later writes
+    /// copy on write), and opens the span again. Writers into the span meanwhile wait in the
+    /// merge guard. Only readable, writable private memory is ever a candidate, so opening the
+    /// span read-write restores what was there.
     private func mergeRuns(_ range: MergeRange, span: Range<Int>, _ runs: [(index: Int, page: PageNumber, count: Int)]) -> (failed: [PageNumber], mappingsAdded: Int) {
         let spanAddress = UnsafeMutableRawPointer(bitPattern: range.address(span.lowerBound))!
         let spanLength = span.count * 4096
@@ -102,8 +105,9 @@ extension MergeEngine {
         defer { sp_guard_end() }
         guard (try? Syscall.mprotect(spanAddress, spanLength, PROT_READ)) != nil else { return (all, 0) }
         defer { _ = try? Syscall.mprotect(spanAddress, spanLength, PROT_READ | PROT_WRITE) }
+        // Every page is compared before any is mapped: a stretch is unmapped whole (mapStretch).
         var failed: [PageNumber] = []
-        var mappingsAdded = 0
+        var pieces: [EqualPiece] = []
         for (index, page, count) in runs {
             let address = UnsafeMutableRawPointer(bitPattern: range.address(index))!
             var k = 0
@@ -115,25 +119,96 @@ extension MergeEngine {
                 while end < count && (sp_pages_equal_in_place(address + end * 4096, regionView + (Int(page) + end) * 4096) == 1) == equal {
                     end += 1
                 }
-                let mapped = equal ? mapRegion(at: address + k * 4096, pages: page + PageNumber(k), count: end - k, from: segments) : 0
+                if equal {
+                    pieces.append((index + k, page + PageNumber(k), end - k))
+                } else {
+                    failed += (k..<end).map { page + PageNumber($0) }
+                }
+                k = end
+            }
+        }
+        var mappingsAdded = 0
+        var p = 0
+        while p < pieces.count {
+            var q = p + 1
+            while q < pieces.count && pieces[q].index == pieces[q - 1].index + pieces[q - 1].count { q += 1 }
+            var merged = mapStretch(range, pieces[p..<q], from: segments, mappingsMade: mappingsAdded)
+            for (index, page, count) in pieces[p..<q] {
+                let mapped = min(count, merged)
+                merged -= mapped
                 if mapped > 0 {
                     trackingStale = true
                     // The new mapping splits the anonymous mapping around it only where private
                     // memory is left on a side: next to merged pages (their own mappings) it adds
                     // fewer. At the range's edges, assume memory outside (the worst case).
-                    let left = index + k - 1, right = index + k + mapped
+                    let left = index - 1, right = index + mapped
                     mappingsAdded += (left < 0 || range.state[left] != .merged ? 1 : 0)
                         + (right >= range.pageCount || range.state[right] != .merged ? 1 : 0)
                 }
-                for i in k..<(k + mapped) {
+                for i in 0..<mapped {
                     range.state[index + i] = .merged
                     range.region[index + i] = page + PageNumber(i)
                 }
-                failed += ((k + mapped)..<end).map { page + PageNumber($0) }
-                k = end
+                failed += (mapped..<count).map { page + PageNumber($0) }
             }
+            p = q
         }
         return (failed, mappingsAdded)
+    }
+
+    /// Mappings left free under vm.max_map_count before a stretch is unmapped to be mapped
+    /// piece by piece: the pieces must not fail for want of mappings (the application maps too).
+    static let holeHeadroom = 256
+
+    /// Maps the pieces of a stretch (consecutive addresses) over it; returns how many pages, from
+    /// the first, are merged. One piece is one mmap over the private pages. Several are mapped
+    /// into a hole: the stretch is unmapped first, so that each piece's mapping is inserted rather
+    /// than split out of the private mapping, which costs as much again (with scattered
+    /// duplicates, ~5 against ~7-9 µs a page, twice that with four processes on two cores).
+    /// Threads that touch the hole meanwhile wait in the merge guard like writers.
+    /// `mappingsMade`: by this span's merges so far, not yet in `mappingsUsed`.
+    private func mapStretch(_ range: MergeRange, _ stretch: ArraySlice<EqualPiece>, from segments: SegmentSnapshot, mappingsMade: Int) -> Int {
+        let address = UnsafeMutableRawPointer(bitPattern: range.address(stretch.first!.index))!
+        let pages = stretch.reduce(0) { $0 + $1.count }
+        let holed = stretch.count > 1 && maxMapCount - mappingsUsed - mappingsMade > stretch.count + Self.holeHeadroom
+            && (try? Syscall.unmap(address, pages * 4096)) != nil
+        var done = 0
+        for piece in stretch {
+            let mapped = mapRegion(at: address + done * 4096, pages: piece.page, count: piece.count, from: segments)
+            done += mapped
+            guard mapped == piece.count else {
+                if holed { Self.refillHole(at: address + done * 4096, copying: regionPages(of: stretch, from: done), from: regionView) }
+                return done
+            }
+        }
+        return done
+    }
+
+    /// The region pages of a stretch from its `skip`th page on.
+    private func regionPages(of stretch: ArraySlice<EqualPiece>, from skip: Int) -> [PageNumber] {
+        Array(stretch.lazy.flatMap { piece in (0..<piece.count).map { piece.page + PageNumber($0) } }.dropFirst(skip))
+    }
+
+    /// Where the region could not be mapped into a hole, puts back what the process had: private
+    /// copies of the region pages the hole's pages compared equal to. They are made in scratch
+    /// memory, write-protected like the span, and moved into the hole whole, so no thread sees a
+    /// page that is neither.
+    static func refillHole(at address: UnsafeMutableRawPointer, copying pages: [PageNumber], from regionView: UnsafeRawPointer) {
+        let length = pages.count * 4096
+        let copy = { (destination: UnsafeMutableRawPointer) in
+            for (i, page) in pages.enumerated() { memcpy(destination + i * 4096, regionView + Int(page) * 4096, 4096) }
+        }
+        if let scratch = try? Syscall.mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) {
+            copy(scratch)
+            if (try? Syscall.mprotect(scratch, length, PROT_READ)) != nil,
+               (try? Syscall.mremapFixed(scratch, length, to: address)) != nil { return }
+            Syscall.munmap(scratch, length)
+        }
+        // Out of memory for mappings: a private mapping made in place and filled is still better
+        // than a hole (a thread that does not fault could write before the copy).
+        if (try? Syscall.mmap(address, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)) != nil {
+            copy(address)
+        }
     }
 
     /// use_zero_pages: discards all-zero pages (MADV_DONTNEED), so they read the kernel's zero

@@ -74,7 +74,7 @@ final class MergeEngine: @unchecked Sendable {
     private var volatileThisScan = 0
     var volatileLastScan = 0
     private var maps = ProcessMaps()
-    private let maxMapCount = ProcessMaps.maxMapCount()
+    let maxMapCount = ProcessMaps.maxMapCount()
     var mappingBudget: Int { Int(Double(maxMapCount) * parameters.vmaBudgetFraction) }
     var mappingsUsed = 0
     private(set) var regionView: UnsafeRawPointer
