@@ -11,7 +11,8 @@ struct Bench: ParsableCommand {
         discussion: """
             Workloads:
               runs       --procs processes fill --mib MiB each; --shared percent of the pages are
-                         the same pages in the same order in every process, the rest unique
+                         the same real files loaded in the same order in every process (the
+                         toolchain's shared libraries, or --files DIR), the rest unique
               scattered  the shared pages are drawn at random from a pool: every merge its own run
               zeros      every page zero (use_zero_pages on, for both)
               churn      every page rewritten all the time: nothing should merge; the overhead
@@ -45,6 +46,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Merge workloads: processes.") var procs: Int = 4
     @Option(help: "Merge workloads: MiB of memory per process.") var mib: Int = 128
     @Option(help: "Merge workloads: percent of each process's pages shared with the others.") var shared: Int = 90
+    @Option(help: ArgumentHelp("runs: load every file of this directory (default: the toolchain's shared libraries).", valueName: "directory"))
+    var files: String?
     @Option(help: "churn: seconds to run.") var seconds: Double = 3
     @Option(help: "Give up on an engine that has not converged after this many seconds.") var timeout: Double = 300
     @Option(name: .customLong("set"), help: ArgumentHelp("Samepage's scan knobs, by KSM's names (smart_scan=0, use_zero_pages=1, track_writes=0); repeatable.", valueName: "name=value"))
@@ -70,6 +73,9 @@ struct Bench: ParsableCommand {
         guard procs >= 1 && procs <= 256 else { throw ValidationError("--procs must be 1 to 256") }
         guard mib >= 1 && mib <= 64 << 10 else { throw ValidationError("--mib must be 1 to 65536") }
         guard shared >= 0 && shared <= 100 else { throw ValidationError("--shared is a percentage") }
+        if workload == .runs {
+            do { _ = try SharedFiles.forRuns(files) } catch { throw ValidationError("\(error)") }
+        }
         for assignment in parameters {
             var check = MergeParameters()
             guard let (name, value) = try? MergeParameters.parse(assignment), check.set(name, value) else {
@@ -98,7 +104,7 @@ struct Bench: ParsableCommand {
         let baselines = try Baselines.measure(socketPath: path)
         var base = MergeBenchmark(name: "samepage", layout: layout, engine: .samepage, processes: procs, mib: mib,
                                   sharedPercent: shared, socketPath: path, serverPID: spawned?.process.processIdentifier,
-                                  churnSeconds: seconds, timeout: timeout, progress: progress, parameters: parameters)
+                                  churnSeconds: seconds, timeout: timeout, progress: progress, parameters: parameters, files: files)
         var results = [try base.run()]
         var note: String?
         if noKsm {

@@ -6,8 +6,9 @@ import SamepageSystem
 
 /// How the workers' memory is filled.
 enum MergeLayout: String, ExpressibleByArgument, CaseIterable {
-    /// `shared` percent of each process's pages are the same pages in the same order in every
-    /// process (shared libraries, model weights); the rest unique.
+    /// `shared` percent of each process's pages are the same real files loaded in the same order
+    /// in every process (the toolchain's shared libraries, or a directory's files); the rest
+    /// unique.
     case runs
     /// The shared pages are drawn at random from a pool (an eighth of the shared pages), so equal
     /// pages sit at unrelated addresses: every merge is its own run.
@@ -44,6 +45,8 @@ struct MergeBenchmark {
     var progress: Progress?
     /// Samepage only: merge parameters, name=value.
     var parameters: [String] = []
+    /// runs: the directory of files every process loads (nil: the toolchain's shared libraries).
+    var files: String?
 
     struct Result {
         var name: String
@@ -68,6 +71,7 @@ struct MergeBenchmark {
             process.arguments = ["bench-worker", "--engine", engine.rawValue, "--layout", layout.rawValue, "--socket", socketPath,
                                  "--mib", "\(mib)", "--shared", "\(sharedPercent)", "--index", "\(index)"]
                 + (engine == .samepage ? parameters.flatMap { ["--set", $0] } : [])
+                + (files.map { ["--files", $0] } ?? [])
             let input = Pipe(), output = Pipe()
             process.standardInput = input
             process.standardOutput = output

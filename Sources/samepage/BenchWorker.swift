@@ -17,6 +17,8 @@ struct BenchWorker: ParsableCommand {
     @Option var mib: Int
     @Option var shared: Int
     @Option var index: Int
+    /// runs: the directory of files to load (default: the toolchain's shared libraries).
+    @Option var files: String?
     @Option(name: .customLong("set")) var parameters: [String] = []
 
     func run() throws {
@@ -31,7 +33,9 @@ struct BenchWorker: ParsableCommand {
         } else {
             memory = try Syscall.mmap(nil, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         }
-        fill(memory, pages: pages)
+        let fill = WorkloadFill(layout: layout, sharedPercent: shared,
+                                files: layout == .runs ? try SharedFiles.forRuns(files) : [])
+        try fill.fill(memory, pages: pages, index: index)
         if let client {
             try client.advise(memory, length: pages * 4096, .mergeable)
         } else {
@@ -73,29 +77,6 @@ struct BenchWorker: ParsableCommand {
         say("done \(merged) \(ownCPUSeconds() - cpuBefore) \(scans)")
         // Stay (with the memory merged) until the driver has measured and closes our input.
         while !closed.isSet { usleep(10_000) }
-    }
-
-    private func fill(_ memory: UnsafeMutableRawPointer, pages: Int) {
-        let sharedPages = pages * shared / 100
-        var random = UInt64(index + 1) &* 0x9E37_79B9_7F4A_7C15
-        for page in 0..<pages {
-            let address = memory + page * 4096
-            switch layout {
-            case .zeros:
-                continue  // anonymous memory is zero already; touch it so it is really there
-            case .runs, .churn:
-                let content = page < sharedPages ? UInt64(page) : UInt64(index + 1) << 40 | UInt64(page)
-                PseudoRandomPages.fill(address, content: content, seed: 1)
-            case .scattered:
-                random = random &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-                let pool = UInt64(max(1, sharedPages / 8))
-                let content = page < sharedPages ? (random >> 17) % pool : UInt64(index + 1) << 40 | UInt64(page)
-                PseudoRandomPages.fill(address, content: content, seed: 1)
-            }
-        }
-        if layout == .zeros {
-            for page in 0..<pages { (memory + page * 4096).storeBytes(of: 0, as: UInt8.self) }
-        }
     }
 
     private func ownCPUSeconds() -> Double {
