@@ -101,7 +101,14 @@ struct Bench: ParsableCommand {
         }
         let layout = MergeLayout(rawValue: workload.rawValue)!
         let progress = Progress()
-        let baselines = try Baselines.measure(socketPath: path)
+        var baselines = try Baselines.measure(socketPath: path)
+        // The least work for the workload, on the same data: what bounds any engine's figures.
+        var floor: MergeFloor?
+        if layout != .churn && procs * mib << 20 <= MergeFloor.maxBytes {
+            let fill = WorkloadFill(layout: layout, sharedPercent: shared, files: layout == .runs ? try SharedFiles.forRuns(files) : [])
+            floor = try MergeFloor.measure(fill, processes: procs, mib: mib, zeroPages: layout == .zeros)
+            baselines.figures.merge(floor!.figures) { $1 }
+        }
         var base = MergeBenchmark(name: "samepage", layout: layout, engine: .samepage, processes: procs, mib: mib,
                                   sharedPercent: shared, socketPath: path, serverPID: spawned?.process.processIdentifier,
                                   churnSeconds: seconds, timeout: timeout, progress: progress, parameters: parameters, files: files)
@@ -140,7 +147,7 @@ struct Bench: ParsableCommand {
         if json {
             print(MergeTable.json(results, baselines: baselines.figures, note: note))
         } else {
-            print(MergeTable.render(results, title: title, note: note))
+            print(MergeTable.render(results, title: title, note: note, floor: floor))
             print("")
             print(baselines.summary)
         }

@@ -22,7 +22,7 @@ final class Progress: @unchecked Sendable {
 
 /// The side-by-side table of merge results, with ratios to the kernel's KSM at full speed.
 enum MergeTable {
-    static func render(_ results: [MergeBenchmark.Result], title: String, note: String?) -> String {
+    static func render(_ results: [MergeBenchmark.Result], title: String, note: String?, floor: MergeFloor? = nil) -> String {
         var lines = [title, ""]
         let header = ["", "converge s", "CPU s", "saved MiB", "saved MiB (Pss)", "VMAs added/proc"]
         var rows: [[String]] = [header]
@@ -47,6 +47,15 @@ enum MergeTable {
         }
         for r in results where r.name == "samepage" {
             lines.append(String(format: "samepage CPU: %.2f s clients + %.2f s server", r.clientCPUSeconds, r.engineCPUSeconds))
+        }
+        if let floor {
+            lines.append(floor.summary)
+            var against: [String] = []
+            for r in results where r.cpuSeconds > 0 && r.convergeSeconds > 0 {
+                against.append(String(format: "%@ %.1fx its CPU, %.1fx its time", r.name, r.cpuSeconds / floor.cpuSeconds,
+                                      r.convergeSeconds / floor.wallSeconds))
+            }
+            lines.append("against it: " + against.joined(separator: "; "))
         }
         if let note { lines += ["", note] }
         return lines.joined(separator: "\n")

@@ -46,6 +46,11 @@ struct BenchTests {
         let baselines = try #require(json["baselines"] as? [String: Double])
         #expect((baselines["memcpy_gb_per_s"] ?? 0) > 0.1 && (baselines["memcmp_gb_per_s"] ?? 0) > 0.1)
         #expect((baselines["af_unix_round_trip_us"] ?? 0) > 0)
+        // The least work on the same data, its parts adding up, spread over the cores.
+        let leastWork = baselines["least_work_cpu_seconds"] ?? 0
+        let parts = ["hash", "first_copy", "compare", "map_and_free"].map { baselines["least_work_\($0)_cpu_seconds"] ?? -1 }
+        #expect(leastWork > 0 && parts.allSatisfy { $0 >= 0 } && abs(parts.reduce(0, +) - leastWork) < 1e-3, "\(baselines)")
+        #expect(abs((baselines["least_work_seconds"] ?? 0) * (baselines["cores"] ?? 0) - leastWork) < 1e-3, "4 decimals in the JSON")
         let svg = try String(contentsOfFile: plot, encoding: .utf8)
         #expect(svg.hasPrefix("<svg") && svg.contains("<polyline"))
         #expect(Self.ksmTunables() == before, "every KSM tunable is back as it was")
