@@ -9,8 +9,10 @@ import Testing
 /// pieces, the process must get back what it had (the bytes the stretch compared equal to), as
 /// private memory, in one mapping moved in whole. On a real memfd and real mappings.
 struct HoleRefillTests {
-    @Test("a hole is filled with private copies of the region pages, moved in as one mapping")
-    func refillPutsBackPrivateCopies() throws {
+    /// Scratch memory the kernel places in the hole itself (free address space: it did so when
+    /// the hole was the highest gap that fitted) must not end up there, open and zero-filled.
+    @Test("a hole is filled with private copies of the region pages, moved in as one mapping", arguments: 0..<8)
+    func refillPutsBackPrivateCopies(round: Int) throws {
         let regionPages = 8
         let fd = try Syscall.memfdCreate("hole-refill-region")
         defer { close(fd) }
@@ -21,10 +23,26 @@ struct HoleRefillTests {
         let regionView = try Syscall.mmap(nil, regionPages * 4096, PROT_READ, MAP_SHARED, fd, 0)
         defer { Syscall.munmap(regionView, regionPages * 4096) }
 
+        // Rounds differ in where the scratch memory can go: a free page before the hole or not.
         let memory = try Syscall.mmap(nil, 16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         defer { Syscall.munmap(memory, 16 * 4096) }
         memset(memory, 0x5A, 16 * 4096)
+        if round % 2 == 1 { Syscall.munmap(memory + 3 * 4096, 4096) }
         try Syscall.unmap(memory + 4 * 4096, 4 * 4096)
+        // In rounds 0-3 every gap the kernel would choose before the hole is taken for the call,
+        // so that its scratch memory lands in the hole (top-down, the highest gap that fits is
+        // chosen); in rounds 4-7 it goes wherever the kernel puts it.
+        var taken: [UnsafeMutableRawPointer] = []
+        defer { for p in taken { Syscall.munmap(p, 4 * 4096) } }
+        let hole = UInt(bitPattern: memory + 4 * 4096)..<UInt(bitPattern: memory + 8 * 4096)
+        while round < 4 && taken.count < 100_000 {
+            let probe = try Syscall.mmap(nil, 4 * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            if hole.overlaps(UInt(bitPattern: probe)..<(UInt(bitPattern: probe) + 4 * 4096)) {
+                Syscall.munmap(probe, 4 * 4096)
+                break
+            }
+            taken.append(probe)
+        }
         let copied: [PageNumber] = [3, 1, 7, 0]
         MergeEngine.refillHole(at: memory + 4 * 4096, copying: copied, from: regionView)
 
@@ -32,8 +50,10 @@ struct HoleRefillTests {
         for (i, page) in copied.enumerated() {
             #expect(memcmp(memory + (4 + i) * 4096, regionView + Int(page) * 4096, 4096) == 0, "page \(4 + i)")
         }
-        #expect((memory + 3 * 4096).load(as: UInt8.self) == 0x5A)
+        if round % 2 == 0 { #expect((memory + 3 * 4096).load(as: UInt8.self) == 0x5A) }
         #expect((memory + 8 * 4096).load(as: UInt8.self) == 0x5A)
+        #expect(try mapsLines(covering: UInt(bitPattern: memory)..<UInt(bitPattern: memory + 16 * 4096))
+            .filter { $0.contains("---p") }.isEmpty, "no inaccessible placeholder is left")
         // One private anonymous mapping, write-protected like the span it was made for.
         let start = UInt(bitPattern: memory + 4 * 4096)
         let lines = try mapsLines(covering: start..<(start + 4 * 4096))

@@ -192,22 +192,39 @@ extension MergeEngine {
     /// Where the region could not be mapped into a hole, puts back what the process had: private
     /// copies of the region pages the hole's pages compared equal to. They are made in scratch
     /// memory, write-protected like the span, and moved into the hole whole, so no thread sees a
-    /// page that is neither.
+    /// page that is neither. Scratch memory is made inaccessible first: one that lands in the
+    /// hole itself (free address space) stays there as a placeholder (a thread that touches it
+    /// waits in the merge guard) until the copies replace it.
     static func refillHole(at address: UnsafeMutableRawPointer, copying pages: [PageNumber], from regionView: UnsafeRawPointer) {
         let length = pages.count * 4096
-        let copy = { (destination: UnsafeMutableRawPointer) in
-            for (i, page) in pages.enumerated() { memcpy(destination + i * 4096, regionView + Int(page) * 4096, 4096) }
+        let hole = UInt(bitPattern: address)..<(UInt(bitPattern: address) + UInt(length))
+        var placeholders: [UnsafeMutableRawPointer] = []
+        defer {
+            // What of a placeholder lies outside the hole (a hole can be larger than the pages).
+            for p in placeholders {
+                let start = UInt(bitPattern: p), end = start + UInt(length)
+                if start < hole.lowerBound { Syscall.munmap(p, Int(min(end, hole.lowerBound) - start)) }
+                if end > hole.upperBound {
+                    let from = max(start, hole.upperBound)
+                    Syscall.munmap(UnsafeMutableRawPointer(bitPattern: from)!, Int(end - from))
+                }
+            }
         }
-        if let scratch = try? Syscall.mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) {
-            copy(scratch)
+        var scratch = try? Syscall.mmap(nil, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        while let s = scratch, hole.overlaps(UInt(bitPattern: s)..<(UInt(bitPattern: s) + UInt(length))) {
+            placeholders.append(s)
+            scratch = try? Syscall.mmap(nil, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        }
+        if let scratch, (try? Syscall.mprotect(scratch, length, PROT_READ | PROT_WRITE)) != nil {
+            for (i, page) in pages.enumerated() { memcpy(scratch + i * 4096, regionView + Int(page) * 4096, 4096) }
             if (try? Syscall.mprotect(scratch, length, PROT_READ)) != nil,
                (try? Syscall.mremapFixed(scratch, length, to: address)) != nil { return }
-            Syscall.munmap(scratch, length)
         }
+        if let scratch { Syscall.munmap(scratch, length) }
         // Out of memory for mappings: a private mapping made in place and filled is still better
         // than a hole (a thread that does not fault could write before the copy).
         if (try? Syscall.mmap(address, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)) != nil {
-            copy(address)
+            for (i, page) in pages.enumerated() { memcpy(address + i * 4096, regionView + Int(page) * 4096, 4096) }
         }
     }
 
