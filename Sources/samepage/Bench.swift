@@ -10,25 +10,36 @@ struct Bench: ParsableCommand {
         abstract: "Measure Samepage against baselines and the kernel's KSM, in the same run.",
         discussion: """
             Workloads:
-              runs       --procs processes fill --mib MiB each; --shared percent of the pages are
-                         the same real files loaded in the same order in every process (the
-                         toolchain's shared libraries, or --files DIR), the rest unique
-              scattered  the shared pages are drawn at random from a pool: every merge its own run
+              runs       --procs processes of --mib MiB each; --shared percent of
+                         each is the same real files, loaded in the same order in
+                         every process (the toolchain's shared libraries, or
+                         --files DIR); the rest unique
+              scattered  the shared pages are drawn at random from a pool: every
+                         merge its own mapping
               zeros      every page zero (use_zero_pages on, for both)
-              churn      every page rewritten all the time: nothing should merge; the overhead
-              put        the object store: put --size of distinct bytes, then the same bytes again,
-                         from ordinary memory (through staging) and from a shared buffer (in place)
+              churn      every page rewritten all the time: nothing should merge;
+                         measures the overhead
+              put        the object store: put --size of distinct bytes, then the
+                         same bytes again, from ordinary memory (through staging)
+                         and from a shared buffer (in place)
 
-            The merge workloads run Samepage, then the kernel's KSM on the same workload (full
-            speed: pages_to_scan=100000 sleep_millisecs=0; and, unless --no-ksm-defaults, its
-            defaults 100/20) when /sys/kernel/mm/ksm is writable (root); every KSM tunable is put
-            back afterwards, also on Ctrl-C. Figures: time to converge (to 99% of the final
-            savings), CPU seconds (clients and server, or ksmd), memory saved by the counters and by
-            the kernel's Pss of every process and the server, mappings added per process. Baselines
-            measured in the same run: memcpy and memcmp bandwidth, a raw AF_UNIX round trip.
+            The merge workloads run Samepage, then the kernel's KSM on the same
+            workload (full speed: pages_to_scan=100000, sleep_millisecs=0; and,
+            unless --no-ksm-defaults, its defaults 100/20) when /sys/kernel/mm/ksm
+            is writable (root); every KSM tunable is put back afterwards, also on
+            Ctrl-C. Figures: time to converge (to 99% of the final savings), CPU
+            seconds (clients and server, or ksmd), memory saved by the counters and
+            by the kernel's Pss of every process and the server, mappings added per
+            process.
 
-            Without --socket, a samepaged from the same directory as this binary is started on a
-            temporary socket and stopped afterwards.
+            Baselines measured in the same run: memcpy and memcmp bandwidth, a raw
+            AF_UNIX round trip, and the least work for the workload's data on this
+            machine (hash every page once, write each repeated content once into
+            fresh shared memory, compare every other copy with it, map it over
+            them): no deduplicator that maps shared pages can do less.
+
+            Without --socket, a samepaged from the same directory as this binary is
+            started on a temporary socket and stopped afterwards.
 
             Examples:
               samepage bench --workload runs --procs 4 --mib 128 --shared 90
