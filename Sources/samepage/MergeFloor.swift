@@ -88,6 +88,7 @@ struct MergeFloor {
                 }
             }
         }))
+        // Used, or the compiler may drop the compares (memcmp has no side effects).
         precondition(equal >= 0)
         return MergeFloor(parts: parts, cores: max(1, min(ProcessInfo.processInfo.activeProcessorCount, processes + 1)))
     }

@@ -197,6 +197,9 @@ extension MergeEngine {
     /// waits in the merge guard) until the copies replace it.
     static func refillHole(at address: UnsafeMutableRawPointer, copying pages: [PageNumber], from regionView: UnsafeRawPointer) {
         let length = pages.count * 4096
+        func fill(_ destination: UnsafeMutableRawPointer) {
+            for (i, page) in pages.enumerated() { memcpy(destination + i * 4096, regionView + Int(page) * 4096, 4096) }
+        }
         let hole = UInt(bitPattern: address)..<(UInt(bitPattern: address) + UInt(length))
         var placeholders: [UnsafeMutableRawPointer] = []
         defer {
@@ -216,7 +219,7 @@ extension MergeEngine {
             scratch = try? Syscall.mmap(nil, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         }
         if let scratch, (try? Syscall.mprotect(scratch, length, PROT_READ | PROT_WRITE)) != nil {
-            for (i, page) in pages.enumerated() { memcpy(scratch + i * 4096, regionView + Int(page) * 4096, 4096) }
+            fill(scratch)
             if (try? Syscall.mprotect(scratch, length, PROT_READ)) != nil,
                (try? Syscall.mremapFixed(scratch, length, to: address)) != nil { return }
         }
@@ -224,7 +227,7 @@ extension MergeEngine {
         // Out of memory for mappings: a private mapping made in place and filled is still better
         // than a hole (a thread that does not fault could write before the copy).
         if (try? Syscall.mmap(address, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)) != nil {
-            for (i, page) in pages.enumerated() { memcpy(address + i * 4096, regionView + Int(page) * 4096, 4096) }
+            fill(address)
         }
     }
 
