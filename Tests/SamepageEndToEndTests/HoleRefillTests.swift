@@ -69,6 +69,31 @@ struct HoleRefillTests {
         #expect(memcmp(regionView + 3 * 4096, expected, 4096) == 0)
     }
 
+    @Test("the last resort fills a hole in place, write-protected, through /proc/self/mem")
+    func refillInPlaceWritesPastTheProtection() throws {
+        let fd = try Syscall.memfdCreate("hole-refill-in-place")
+        defer { close(fd) }
+        try Syscall.ftruncate(fd, 4 * 4096)
+        let writable = try Syscall.mmap(nil, 4 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        for page in 0..<4 { PseudoRandomPages.fill(writable + page * 4096, content: UInt64(page), seed: 9) }
+        Syscall.munmap(writable, 4 * 4096)
+        let regionView = try Syscall.mmap(nil, 4 * 4096, PROT_READ, MAP_SHARED, fd, 0)
+        defer { Syscall.munmap(regionView, 4 * 4096) }
+        // The span as a merge leaves it: write-protected, with a hole of two pages in it.
+        let memory = try Syscall.mmap(nil, 8 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        defer { Syscall.munmap(memory, 8 * 4096) }
+        memset(memory, 0x5A, 8 * 4096)
+        try Syscall.mprotect(memory, 8 * 4096, PROT_READ)
+        try Syscall.unmap(memory + 3 * 4096, 2 * 4096)
+        MergeEngine.refillInPlace(at: memory + 3 * 4096, copying: [2, 0], from: regionView)
+        #expect(memcmp(memory + 3 * 4096, regionView + 2 * 4096, 4096) == 0)
+        #expect(memcmp(memory + 4 * 4096, regionView, 4096) == 0)
+        // Private, anonymous, write-protected like the rest of the span.
+        let start = UInt(bitPattern: memory + 3 * 4096)
+        let lines = try mapsLines(covering: start..<(start + 2 * 4096))
+        #expect(lines.count == 1 && lines.first?.contains(" r--p 00000000 00:00 0") == true, "\(lines)")
+    }
+
     /// The /proc/self/maps lines of the mappings that overlap `range`.
     private func mapsLines(covering range: Range<UInt>) throws -> [Substring] {
         let text = String(decoding: try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/self/maps")).readToEnd() ?? Data(), as: UTF8.self)

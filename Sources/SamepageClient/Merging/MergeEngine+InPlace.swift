@@ -197,9 +197,6 @@ extension MergeEngine {
     /// waits in the merge guard) until the copies replace it.
     static func refillHole(at address: UnsafeMutableRawPointer, copying pages: [PageNumber], from regionView: UnsafeRawPointer) {
         let length = pages.count * 4096
-        func fill(_ destination: UnsafeMutableRawPointer) {
-            for (i, page) in pages.enumerated() { memcpy(destination + i * 4096, regionView + Int(page) * 4096, 4096) }
-        }
         let hole = UInt(bitPattern: address)..<(UInt(bitPattern: address) + UInt(length))
         var placeholders: [UnsafeMutableRawPointer] = []
         defer {
@@ -219,16 +216,36 @@ extension MergeEngine {
             scratch = try? Syscall.mmap(nil, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         }
         if let scratch, (try? Syscall.mprotect(scratch, length, PROT_READ | PROT_WRITE)) != nil {
-            fill(scratch)
+            copy(pages, from: regionView, to: scratch)
             if (try? Syscall.mprotect(scratch, length, PROT_READ)) != nil,
                (try? Syscall.mremapFixed(scratch, length, to: address)) != nil { return }
         }
         if let scratch { Syscall.munmap(scratch, length) }
-        // Out of memory for mappings: a private mapping made in place and filled is still better
-        // than a hole (a thread that does not fault could write before the copy).
-        if (try? Syscall.mmap(address, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)) != nil {
-            fill(address)
+        refillInPlace(at: address, copying: pages, from: regionView)
+    }
+
+    /// refillHole's last resort, when no scratch memory could be made or moved: private memory
+    /// mapped into the hole write-protected and written through /proc/self/mem, which writes
+    /// past the protection, so that a thread that touches it meanwhile waits in the merge guard
+    /// rather than see it before it holds the bytes. Without /proc, opened for the copy.
+    static func refillInPlace(at address: UnsafeMutableRawPointer, copying pages: [PageNumber], from regionView: UnsafeRawPointer) {
+        let length = pages.count * 4096
+        guard (try? Syscall.mmap(address, length, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)) != nil else { return }
+        if let memory = try? Syscall.open("/proc/self/mem", O_RDWR) {
+            defer { Syscall.close(memory) }
+            let written = pages.enumerated().allSatisfy { i, page in
+                (try? Syscall.pwrite(memory, UnsafeRawBufferPointer(start: regionView + Int(page) * 4096, count: 4096),
+                                     offset: UInt64(UInt(bitPattern: address) + UInt(i * 4096)))) == 4096
+            }
+            if written { return }
         }
+        guard (try? Syscall.mprotect(address, length, PROT_READ | PROT_WRITE)) != nil else { return }
+        copy(pages, from: regionView, to: address)
+        _ = try? Syscall.mprotect(address, length, PROT_READ)
+    }
+
+    private static func copy(_ pages: [PageNumber], from regionView: UnsafeRawPointer, to destination: UnsafeMutableRawPointer) {
+        for (i, page) in pages.enumerated() { memcpy(destination + i * 4096, regionView + Int(page) * 4096, 4096) }
     }
 
     /// use_zero_pages: discards all-zero pages (MADV_DONTNEED), so they read the kernel's zero
