@@ -359,6 +359,9 @@ ssize_t sp_read_own_memory(void *destination, const void *source, size_t length)
 
 uint64_t sp_touch_read(const void *p) { return *(const volatile uint64_t *)p; }
 
+#include <malloc.h>
+int sp_set_mmap_threshold(size_t bytes) { return mallopt(M_MMAP_THRESHOLD, (int)bytes); }
+
 int sp_touch_write(unsigned char *p) {
     volatile unsigned char *v = p;
     unsigned char c = *v;

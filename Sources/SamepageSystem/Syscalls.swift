@@ -94,6 +94,13 @@ public enum Syscall {
         _ = try valueOrErrno { Glibc.munmap(address, length) }
     }
 
+    /// (libc, not a system call.) Allocations of `bytes` and more get mappings of their own,
+    /// which go back to the kernel when freed; glibc's default threshold rises with every such
+    /// free, after which large blocks come from an arena and stay resident once freed.
+    public static func allocateLargeBlocksAsMappings(from bytes: Int) {
+        _ = sp_set_mmap_threshold(bytes)
+    }
+
     /// Moves one whole mapping of `length` bytes to `newAddress`, replacing what was there.
     public static func mremapFixed(_ address: UnsafeMutableRawPointer, _ length: Int, to newAddress: UnsafeMutableRawPointer) throws(Errno) {
         while sp_mremap_fixed(address, length, newAddress) == MAP_FAILED {

@@ -113,6 +113,21 @@ struct OpenTableTests {
         #expect(map.dictionary == model)
     }
 
+    @Test func aSparseTableShrinksAndASmallOneStays() {
+        var map = PageMap()
+        for page in 0..<20_000 as Range<UInt32> { map[page] = page }
+        for page in 0..<19_900 as Range<UInt32> { map[page] = nil }
+        let before = map.capacity
+        map.shrinkIfSparse()
+        map._checkInvariants()
+        #expect(map.capacity < before / 16 && map.capacity >= 400, "\(map.capacity)")
+        for page in 19_900..<20_000 as Range<UInt32> { #expect(map[page] == page) }
+        // Below the floor, or fuller than a sixteenth: nothing changes.
+        let small = map.capacity
+        map.shrinkIfSparse()
+        #expect(map.capacity == small)
+    }
+
     /// Entries of one key stay oldest first through growth, even when their run wraps around the
     /// end of the table.
     @Test func entriesOfOneKeyKeepTheirOrderThroughGrowth() {

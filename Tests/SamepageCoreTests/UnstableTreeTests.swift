@@ -87,6 +87,24 @@ struct UnstableTreeTests {
         #expect(tree.count == 0)
     }
 
+    /// Processes scanning in step file a burst of entries; once the round's entries go, the
+    /// memory goes with them, and the entries left are all still found, oldest first.
+    @Test func aRoundsEntriesLeavingGiveTheMemoryBack() {
+        var tree = UnstableTree()
+        for key in 0..<100_000 as Range<UInt64> { tree.insert(hash: key % 50_000, Entry(session: key < 99_000 ? 1 : 2, key: key)) }
+        let burst = tree.memoryBytes
+        #expect(burst >= 100_000 * 24)
+        tree.removeAll(of: 1, hashes: 0..<50_000)
+        tree._checkInvariants()
+        #expect(tree.count == 1000)
+        #expect(tree.memoryBytes * 16 <= burst, "\(tree.memoryBytes) of \(burst) bytes")
+        let other = Entry(session: 9, key: 0)
+        for key in 99_000..<100_000 as Range<UInt64> {
+            #expect(tree.takePartner(hash: key % 50_000, excluding: other) == Entry(session: 2, key: key))
+        }
+        #expect(tree.count == 0)
+    }
+
     @Test func aHashCanBeUsedAgainAfterItsListEmptied() {
         var tree = UnstableTree()
         tree.insert(hash: 1, Entry(session: 1, key: 1))

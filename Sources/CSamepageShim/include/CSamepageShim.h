@@ -138,6 +138,9 @@ size_t sp_copy_pages_in_place(void *destination, const void *source, size_t page
 int sp_touch_write(unsigned char *p);
 /// Reads the word at `p` through a volatile pointer (a read the compiler cannot drop).
 uint64_t sp_touch_read(const void *p);
+/// mallopt(M_MMAP_THRESHOLD, bytes): allocations of `bytes` and more get mappings of their own
+/// (and glibc stops raising the threshold as they are freed). Returns 1 on success.
+int sp_set_mmap_threshold(size_t bytes);
 #endif
 
 #ifndef CSAMEPAGE_SHIM_TIMEOUT

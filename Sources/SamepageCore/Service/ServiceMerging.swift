@@ -206,6 +206,8 @@ extension Service {
             let left = session.merged[page]! - count
             session.merged[page] = left == 0 ? nil : left
         }
+        // A process that unmerged most of its memory keeps no table sized for it.
+        session.merged.shrinkIfSparse()
         session.domain.store.release(Self.runs(of: wanted))
         return [.done]
     }

@@ -99,7 +99,8 @@ struct UnstableTree: ~Copyable {
     }
 
     /// Removes every entry of `session` filed under one of `hashes` (a hash may be listed more
-    /// than once).
+    /// than once). A round's entries go this way: the table shrinks when they leave it sparse
+    /// (processes scanning in step file hundreds of thousands of entries for a moment).
     mutating func removeAll(of session: UInt64, hashes: some Sequence<UInt64>) {
         let stored = session &+ 1
         for hash in hashes {
@@ -107,6 +108,7 @@ struct UnstableTree: ~Copyable {
                 table.remove(at: index)
             }
         }
+        table.shrinkIfSparse()
     }
 
     /// Whether a lookup of `session`, in its scan `round`, finds the bytes of `hash` promised by
@@ -144,7 +146,11 @@ struct UnstableTree: ~Copyable {
         for hash in hashes {
             if let index = promises.firstIndex(key: hash, where: { $0.storedSession == stored }) { promises.remove(at: index) }
         }
+        promises.shrinkIfSparse()
     }
+
+    /// Bytes of memory the entries' and promises' tables take.
+    var memoryBytes: Int { table.memoryBytes + promises.memoryBytes }
 
     func _checkInvariants() {
         table._checkInvariants()

@@ -138,6 +138,20 @@ struct OpenTable<Slot: OpenTableSlot>: ~Copyable {
         count = 0
     }
 
+    /// Gives memory back after a burst: a table of more than `sparseFloor` slots that is at most
+    /// a sixteenth full shrinks so that it is about a quarter full (it must then more than triple
+    /// before it grows again: no shrinking and growing in turn). Not done by `remove(at:)`, whose
+    /// callers may hold indices: call it where none are held.
+    mutating func shrinkIfSparse() {
+        guard capacity > Self.sparseFloor, count * 16 <= capacity else { return }
+        var newCapacity = 16
+        while newCapacity < count * 4 { newCapacity <<= 1 }
+        resize(to: newCapacity)
+    }
+
+    /// Tables this small are left as they are (a few tens of KiB at most).
+    static var sparseFloor: Int { 1024 }
+
     @inline(__always) private func place(_ slot: Slot) {
         var i = home(slot.tableKey)
         while !slots[i].isEmpty { i = (i + 1) & mask }

@@ -75,5 +75,8 @@ struct PageMap: ~Copyable {
 
     mutating func removeAll() { table.removeAll() }
 
+    /// See OpenTable.shrinkIfSparse.
+    mutating func shrinkIfSparse() { table.shrinkIfSparse() }
+
     func _checkInvariants() { table._checkInvariants() }
 }
