@@ -44,4 +44,30 @@ struct MetadataBoundTests {
         #expect(store.pagesInUse == Int64(pages))
         #expect(worst <= 48, "metadata reached \(worst) bytes per stored page")
     }
+
+    /// When most pages go (the processes that shared them left), the index's tables shrink to
+    /// the pages left; what stays is indexed by page number (owners, 4 bytes, and the digest
+    /// filed, 8, per page up to the highest page used, which new pages fill again first).
+    @Test func theIndexShrinksWhenMostPagesGo() throws {
+        let backing = SparseBacking(pageCount: 1 << 20)
+        let store = PageStore(backing: backing, budget: PageBudget(limit: 1 << 20), seed: 7)
+        let staging = PageBuffer(pages: 256)
+        var placement: PageStore.Placement?
+        var pages: [PageNumber] = []
+        for batch in 0..<400 {
+            for i in 0..<256 { staging.fill(i, id: UInt64(batch * 256 + i + 1)) }
+            var runs = RunBuilder()
+            try store.ingest(staging.page(0), pageCount: 256, wantedAhead: 256, placement: &placement, into: &runs)
+            store.finish(&placement)
+            for run in runs.runs { pages += (run.start..<(run.start + run.count)).map { $0 } }
+        }
+        for page in pages { store.fileDigest(page) }
+        let full = store.metadataBytes
+        store.release(pages.dropFirst(5000).map { PageRun(start: $0, count: 1) })
+        #expect(store.pagesInUse == 5000)
+        let left = store.metadataBytes
+        #expect(left <= Int64(48 * 5000 + 12 * pages.count), "\(left) of \(full) bytes")
+        #expect(left * 3 < full, "\(left) of \(full) bytes")
+        for page in pages.prefix(5000) { #expect(store.owners(of: page) == 1) }
+    }
 }

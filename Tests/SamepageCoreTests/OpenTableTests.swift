@@ -115,17 +115,23 @@ struct OpenTableTests {
 
     @Test func aSparseTableShrinksAndASmallOneStays() {
         var map = PageMap()
-        for page in 0..<20_000 as Range<UInt32> { map[page] = page }
-        for page in 0..<19_900 as Range<UInt32> { map[page] = nil }
+        for page in 0..<200_000 as Range<UInt32> { map[page] = page }
+        for page in 0..<199_900 as Range<UInt32> { map[page] = nil }
         let before = map.capacity
         map.shrinkIfSparse()
         map._checkInvariants()
-        #expect(map.capacity < before / 16 && map.capacity >= 400, "\(map.capacity)")
-        for page in 19_900..<20_000 as Range<UInt32> { #expect(map[page] == page) }
-        // Below the floor, or fuller than a sixteenth: nothing changes.
+        #expect(map.capacity < before / 16 && map.capacity * 4 >= 100 * 5, "\(map.capacity)")
+        for page in 199_900..<200_000 as Range<UInt32> { #expect(map[page] == page) }
+        // Below the floor nothing changes, however empty (a table that empties and fills in turn).
         let small = map.capacity
         map.shrinkIfSparse()
         #expect(map.capacity == small)
+        var middling = PageMap()
+        for page in 0..<40_000 as Range<UInt32> { middling[page] = page }
+        for page in 0..<40_000 as Range<UInt32> { middling[page] = nil }
+        let kept = middling.capacity
+        middling.shrinkIfSparse()
+        #expect(middling.capacity == kept && kept == 1 << 16)
     }
 
     /// Entries of one key stay oldest first through growth, even when their run wraps around the

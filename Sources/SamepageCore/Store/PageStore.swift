@@ -339,6 +339,9 @@ public final class PageStore {
             }
         }
         if let f = freed { giveBack(f) }
+        // After most pages went (the processes that shared them left), the index goes too.
+        tree.shrinkIfSparse()
+        byDigest.shrinkIfSparse()
     }
 
     /// Returns true when the page lost its last owner (and left the tree).

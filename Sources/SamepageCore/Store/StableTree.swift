@@ -27,6 +27,9 @@ public struct StableTree: ~Copyable {
     /// Bytes of memory the table itself holds (for general_profit).
     public var memoryBytes: Int { table.memoryBytes }
 
+    /// See OpenTable.shrinkIfSparse.
+    mutating func shrinkIfSparse() { table.shrinkIfSparse() }
+
     public mutating func insert(tag: UInt32, page: PageNumber) {
         table.insert(PageMap.Slot(key: tag, value: page))
     }

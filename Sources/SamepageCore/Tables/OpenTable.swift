@@ -139,18 +139,21 @@ struct OpenTable<Slot: OpenTableSlot>: ~Copyable {
     }
 
     /// Gives memory back after a burst: a table of more than `sparseFloor` slots that is at most
-    /// a sixteenth full shrinks so that it is about a quarter full (it must then more than triple
-    /// before it grows again: no shrinking and growing in turn). Not done by `remove(at:)`, whose
-    /// callers may hold indices: call it where none are held.
+    /// a sixteenth full shrinks to the least capacity it fits at the usual load (2/5 to 4/5, as
+    /// after growing: the store's tables keep their 48-byte bound); it must then lose most of its
+    /// slots again before it shrinks again, so it does not shrink and grow in turn. Not done by
+    /// `remove(at:)`, whose callers may hold indices: call it where none are held.
     mutating func shrinkIfSparse() {
         guard capacity > Self.sparseFloor, count * 16 <= capacity else { return }
         var newCapacity = 16
-        while newCapacity < count * 4 { newCapacity <<= 1 }
+        while newCapacity * 4 < count * 5 { newCapacity <<= 1 }
         resize(to: newCapacity)
     }
 
-    /// Tables this small are left as they are (a few tens of KiB at most).
-    static var sparseFloor: Int { 1024 }
+    /// Tables this small are left as they are (0.5-1.5 MiB at most): a table that empties and
+    /// fills again in turn (a put and a delete of thousands of pages, over and over) must not
+    /// be rebuilt each time; a burst of hundreds of thousands of entries still goes back.
+    static var sparseFloor: Int { 1 << 16 }
 
     @inline(__always) private func place(_ slot: Slot) {
         var i = home(slot.tableKey)
