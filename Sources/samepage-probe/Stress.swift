@@ -3,21 +3,22 @@ import Glibc
 import SamepageClient
 import SamepageSystem
 
-/// `samepage-probe stress SOCKET PAGES THREADS MILLISECONDS`: writer threads hammer merged and
+/// `samepage-probe stress SOCKET PAGES THREADS MILLISECONDS [name=value ...]`: writer threads hammer merged and
 /// merging pages while the scanner thread runs flat out; at the end every page must hold exactly
 /// what was last written to it. Pages start as a few duplicate contents, and writers often put a
 /// page back to its original content, so pages keep merging while they are written. A reader
 /// thread reads every page all along, the first merges included (stretches of duplicates are
 /// unmapped and mapped again piece by piece: it must wait, not crash).
 func runStressProbe(_ args: [String]) {
-    guard args.count == 4, let pages = Int(args[1]), let threads = Int(args[2]), let millis = Int(args[3]),
-          pages >= threads, threads > 0 else { die("usage: samepage-probe stress SOCKET PAGES THREADS MILLISECONDS") }
+    guard args.count >= 4, let pages = Int(args[1]), let threads = Int(args[2]), let millis = Int(args[3]),
+          pages >= threads, threads > 0 else { die("usage: samepage-probe stress SOCKET PAGES THREADS MILLISECONDS [name=value ...]") }
     func body() throws -> String {
         let client = try SamepageClient(socketPath: args[0], name: "samepage-probe-stress")
         try client.setMergeParameter("run", 0)
         try client.setMergeParameter("pages_to_scan", 4096)
         try client.setMergeParameter("sleep_millisecs", 0)
         try client.setMergeParameter("smart_scan", 0)
+        for assignment in args.dropFirst(4) { try client.setMergeParameter(assignment) }
         let memory = try client.allocate(pages * 4096)
         let shadow = UnsafeMutableRawPointer.allocate(byteCount: pages * 4096, alignment: 4096)
         defer { shadow.deallocate() }

@@ -323,11 +323,14 @@ struct MergeTests {
         #expect((field(line, "merged") ?? 0) > 0, "the pages that stayed still merge: \(line)")
     }
 
-    @Test("writers hammer merged and merging pages, a reader reads them, while the scanner runs: every byte is what was written")
-    func stress() throws {
+    /// With `unmap_stretches`, stretches of duplicates are unmapped and mapped again piece by
+    /// piece: the reader must wait in the merge guard, not crash.
+    @Test("writers hammer merged and merging pages, a reader reads them, while the scanner runs: every byte is what was written",
+          arguments: [[], ["unmap_stretches=1"]])
+    func stress(parameters: [String]) throws {
         let server = try ServerProcess(regionSize: "256M")
         defer { server.stop() }
-        let result = try Command.run(Binaries.probe, ["stress", server.socket, "4096", "4", "3000"])
+        let result = try Command.run(Binaries.probe, ["stress", server.socket, "4096", "4", "3000"] + parameters)
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.hasPrefix("ok bad_pages=0"), "\(result.stdout)")
         // The scanner did merge while the writers wrote, and writes raced merges.

@@ -161,16 +161,19 @@ extension MergeEngine {
     static let holeHeadroom = 256
 
     /// Maps the pieces of a stretch (consecutive addresses) over it; returns how many pages, from
-    /// the first, are merged. One piece is one mmap over the private pages. Several are mapped
-    /// into a hole: the stretch is unmapped first, so that each piece's mapping is inserted rather
-    /// than split out of the private mapping, which costs as much again (with scattered
-    /// duplicates, ~5 against ~7-9 µs a page, twice that with four processes on two cores).
-    /// Threads that touch the hole meanwhile wait in the merge guard like writers.
+    /// the first, are merged. Each piece is one mmap over the private pages, which splits the
+    /// private mapping around it. With `unmap_stretches`, several pieces are mapped into a hole
+    /// instead: the stretch is unmapped first, so that each piece's mapping is inserted rather
+    /// than split out, which costs as much again (with scattered duplicates, ~5 against ~7-9 µs
+    /// a page, twice that with four processes on two cores). Threads that touch the hole
+    /// meanwhile wait in the merge guard like writers; the application's system calls on it fail
+    /// (MergeParameters.unmapStretches), which is why it is not the default.
     /// `mappingsMade`: by this span's merges so far, not yet in `mappingsUsed`.
     private func mapStretch(_ range: MergeRange, _ stretch: ArraySlice<EqualPiece>, from segments: SegmentSnapshot, mappingsMade: Int) -> Int {
         let address = UnsafeMutableRawPointer(bitPattern: range.address(stretch.first!.index))!
         let pages = stretch.reduce(0) { $0 + $1.count }
-        let holed = stretch.count > 1 && maxMapCount - mappingsUsed - mappingsMade > stretch.count + Self.holeHeadroom
+        let holed = parameters.unmapStretches && stretch.count > 1
+            && maxMapCount - mappingsUsed - mappingsMade > stretch.count + Self.holeHeadroom
             && (try? Syscall.unmap(address, pages * 4096)) != nil
         var done = 0
         for piece in stretch {
