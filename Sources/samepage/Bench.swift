@@ -61,7 +61,7 @@ struct Bench: ParsableCommand {
     var files: String?
     @Option(help: "churn: seconds to run.") var seconds: Double = 3
     @Option(help: "Give up on an engine that has not converged after this many seconds.") var timeout: Double = 300
-    @Option(name: .customLong("set"), help: ArgumentHelp("Samepage's scan knobs, by KSM's names (smart_scan=0, use_zero_pages=1, track_writes=0); repeatable.", valueName: "name=value"))
+    @Option(name: .customLong("set"), help: ArgumentHelp("Samepage's scan knobs, by KSM's names (smart_scan=0, use_zero_pages=1; Samepage's own track_writes=0, unmap_stretches=1); repeatable.", valueName: "name=value"))
     var parameters: [String] = []
     @Flag(help: "Skip the kernel's KSM at its default settings (slow: about a minute for 4 x 128 MiB).")
     var noKsmDefaults = false
