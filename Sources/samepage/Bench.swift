@@ -116,7 +116,7 @@ struct Bench: ParsableCommand {
         // The least work for the workload, on the same data: what bounds any engine's figures.
         var floor: MergeFloor?
         if layout != .churn && procs * mib << 20 <= MergeFloor.maxBytes {
-            let fill = WorkloadFill(layout: layout, sharedPercent: shared, files: layout == .runs ? try SharedFiles.forRuns(files) : [])
+            let fill = try WorkloadFill(layout: layout, sharedPercent: shared, filesIn: files)
             floor = try MergeFloor.measure(fill, processes: procs, mib: mib, zeroPages: layout == .zeros)
             baselines.figures.merge(floor!.figures) { $1 }
         }

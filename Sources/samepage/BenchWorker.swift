@@ -33,8 +33,7 @@ struct BenchWorker: ParsableCommand {
         } else {
             memory = try Syscall.mmap(nil, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         }
-        let fill = WorkloadFill(layout: layout, sharedPercent: shared,
-                                files: layout == .runs ? try SharedFiles.forRuns(files) : [])
+        let fill = try WorkloadFill(layout: layout, sharedPercent: shared, filesIn: files)
         try fill.fill(memory, pages: pages, index: index)
         if let client {
             try client.advise(memory, length: pages * 4096, .mergeable)

@@ -83,8 +83,10 @@ struct MergeFloor {
         parts.append(("map and free", cpuTime {
             for (process, slots) in plan.slots.enumerated() {
                 Self.map(slots, over: memory[process], fd: fd)
-                for run in runs(plan.zero[process]) {
-                    try? Syscall.madvise(memory[process] + run.lowerBound * 4096, run.count * 4096, MADV_DONTNEED)
+                var zeroRuns = RunBuilder()
+                for page in plan.zero[process] { zeroRuns.append(PageNumber(page)) }
+                for run in zeroRuns.runs {
+                    try? Syscall.madvise(memory[process] + Int(run.start) * 4096, Int(run.count) * 4096, MADV_DONTNEED)
                 }
             }
         }))
@@ -132,7 +134,7 @@ struct MergeFloor {
 
     /// Maps the shared file over the merged pages of one process the cheapest way known: a run
     /// of pages mapping consecutive slots is one mmap; a stretch of several runs is unmapped and
-    /// the runs mapped into the hole (as MergeEngine does).
+    /// the runs mapped into the hole (as MergeEngine does with unmap_stretches).
     private static func map(_ slots: [Int], over base: UnsafeMutableRawPointer, fd: Int32) {
         var runs: [(page: Int, slot: Int, count: Int)] = []
         for (page, slot) in slots.enumerated() where slot >= 0 {
@@ -156,19 +158,6 @@ struct MergeFloor {
             }
             i = j
         }
-    }
-
-    /// Consecutive pages of a sorted list, as ranges.
-    private static func runs(_ pages: [Int]) -> [Range<Int>] {
-        var result: [Range<Int>] = []
-        for page in pages {
-            if let last = result.last, last.upperBound == page {
-                result[result.count - 1] = last.lowerBound..<(page + 1)
-            } else {
-                result.append(page..<(page + 1))
-            }
-        }
-        return result
     }
 
     private static func cpuTime(_ body: () throws -> Void) rethrows -> Double {

@@ -10,6 +10,14 @@ struct WorkloadFill {
     /// runs: the files the shared part is loaded from, in order.
     var files: [String] = []
 
+    /// The fill of a workload; for `runs`, the files of `directory` (nil: the toolchain's
+    /// shared libraries).
+    init(layout: MergeLayout, sharedPercent: Int, filesIn directory: String?) throws {
+        self.layout = layout
+        self.sharedPercent = sharedPercent
+        if layout == .runs { files = try SharedFiles.forRuns(directory) }
+    }
+
     /// Fills `pages` pages of worker `index`.
     func fill(_ memory: UnsafeMutableRawPointer, pages: Int, index: Int) throws {
         let sharedPages = pages * sharedPercent / 100
