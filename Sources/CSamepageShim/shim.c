@@ -357,6 +357,12 @@ ssize_t sp_read_own_memory(void *destination, const void *source, size_t length)
     return process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
 }
 
+ssize_t sp_write_process_memory(pid_t pid, void *destination, const void *source, size_t length) {
+    struct iovec local = { (void *)source, length };
+    struct iovec remote = { destination, length };
+    return process_vm_writev(pid, &local, 1, &remote, 1, 0);
+}
+
 uint64_t sp_touch_read(const void *p) { return *(const volatile uint64_t *)p; }
 
 #include <malloc.h>

@@ -130,6 +130,11 @@ public enum Syscall {
         try valueOrErrno { sp_read_own_memory(destination, source, count) }
     }
 
+    /// Writes into another process's memory (process_vm_writev; ptrace's permission rules).
+    public static func writeMemory(ofProcess pid: Int32, at destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, count: Int) throws(Errno) -> Int {
+        try valueOrErrno { sp_write_process_memory(pid, destination, source, count) }
+    }
+
     public static func socket(_ domain: Int32, _ type: Int32) throws(Errno) -> Int32 {
         try valueOrErrno { Glibc.socket(domain, type | Int32(SOCK_CLOEXEC.rawValue), 0) }
     }
@@ -183,6 +188,14 @@ public enum Syscall {
 
     public static func mkdir(_ path: String, _ mode: mode_t) throws(Errno) {
         _ = try valueOrErrno { Glibc.mkdir(path, mode) }
+    }
+
+    /// Page faults the whole process has taken (minor and major, every thread, living or gone):
+    /// a count that only grows. One getrusage call, no /proc parsing.
+    public static func pageFaults() -> UInt64 {
+        var usage = rusage()
+        _ = getrusage(RUSAGE_SELF.rawValue, &usage)
+        return UInt64(usage.ru_minflt) &+ UInt64(usage.ru_majflt)
     }
 
     /// Wall-clock seconds since the Unix epoch (CLOCK_REALTIME): when a client connected, as

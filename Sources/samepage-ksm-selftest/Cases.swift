@@ -22,4 +22,6 @@ let cases: [String: @Sendable () throws -> Outcome] = [
     "cow-time": testCowTime,
     // Samepage's own
     "vma-budget": testVMABudget,
+    "quiet-scans": testQuietScans,
+    "poke": poke,
 ]

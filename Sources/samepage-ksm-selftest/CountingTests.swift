@@ -156,3 +156,91 @@ func testVMABudget() throws -> Outcome {
     try client.advise(map, length: pages * pageSize, .unmergeable)
     return .pass("\(stats.mergingPages) scattered pages merged within a budget of \(stats.mappingBudget) mappings (\(stats.mappings) used)")
 }
+
+/// Samepage: scans of a process that took no page fault since the scan before skip the write
+/// tracker's page-table walk (quiet scans); a write in between is still seen by the next scan,
+/// and a write the fault count cannot see (another process's, through process_vm_writev) by a
+/// walk within a second.
+func testQuietScans() throws -> Outcome {
+    let client = try connect()
+    let pages = 64
+    let map = try Syscall.mmap(nil, pages * pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    // Pages 0..<48 equal, the rest unique.
+    for page in 0..<pages {
+        let value: UInt64 = page < 48 ? 0x51 : UInt64(page) << 8
+        for word in 0..<512 { (map + page * pageSize + word * 8).storeBytes(of: value, as: UInt64.self) }
+    }
+    try client.advise(map, length: pages * pageSize, .mergeable)
+    var stats = try client.scan(fullScans: 4)
+    try expect(stats.mergingPages == 48, "merging pages \(stats.mergingPages), expected 48")
+    stats = try client.scan(fullScans: 3)
+    guard stats.writeTracking else {
+        try expect(stats.quietScans == 0, "\(stats.quietScans) quiet scans without write tracking")
+        try client.advise(map, length: pages * pageSize, .unmergeable)
+        return .pass("checksums: no quiet scans")
+    }
+    try expect(stats.quietScans > 0, "no quiet scan in 3 scans of a process at rest")
+    let sharing = try serverStatistics(client)["pages_sharing"]!
+    // Our own write: the next scan is not quiet, and sees it.
+    var quiet = stats.quietScans
+    (map + 5 * pageSize).storeBytes(of: UInt8(1), as: UInt8.self)
+    stats = try client.scan(fullScans: 1)
+    try expect(stats.quietScans == quiet, "the scan after a write was quiet")
+    try expect(stats.mergingPages == 47, "merging pages \(stats.mergingPages) after a write to one, expected 47")
+    try expect(try serverStatistics(client)["pages_sharing"]! == sharing - 1, "the written page's reference was kept")
+    // Another process's write (process_vm_writev, the `poke` case), which our fault count does
+    // not see. Spawned (no fork: a fork makes our memory copy-on-write, and our next writes
+    // faults), with its arguments made first: no page fault of ours from the last scan before
+    // the write to the scans after it, or a scan would walk and see the write at once. The
+    // second walk is due within a second of the last: a try that hits it sees no quiet scan, and
+    // is made again on the next page.
+    var blindScans = 0, poked = 5
+    while blindScans < 2 && poked < 8 {
+        poked += 1
+        let target = map + poked * pageSize
+        var argv: [UnsafeMutablePointer<CChar>?] = [
+            strdup(CommandLine.arguments[0]), strdup(socketPath), strdup("poke"), strdup("\(getpid())"),
+            strdup("\(UInt(bitPattern: target))"), nil,
+        ]
+        defer { for argument in argv { free(argument) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        var child: pid_t = 0, status: Int32 = 0
+        stats = try client.scan(fullScans: 2)
+        quiet = stats.quietScans
+        guard posix_spawn(&child, argv[0]!, &actions, nil, &argv, environ) == 0 else { throw Failure("cannot spawn the writer") }
+        waitpid(child, &status, 0)
+        guard status == 0 else {
+            try client.advise(map, length: pages * pageSize, .unmergeable)
+            return .pass("quiet scans \(quiet); a write of ours seen at once; process_vm_writev not allowed here (status \(status)): the other writer not tried")
+        }
+        let deadline = ContinuousClock.now + .seconds(3)
+        repeat {
+            stats = try client.scan(fullScans: 1)
+        } while stats.mergingPages != 47 - (poked - 5) && ContinuousClock.now < deadline
+        try expect(target.load(as: UInt8.self) == 2, "process_vm_writev did not write")
+        try expect(stats.mergingPages == 47 - (poked - 5), "another process's write not seen in 3 s: merging pages \(stats.mergingPages)")
+        try expect(try serverStatistics(client)["pages_sharing"]! == sharing - Int64(poked - 4), "the page written by another process kept its reference")
+        blindScans = stats.quietScans - quiet
+    }
+    // Quiet scans did not see it (the count is blind to it): the walk that did came later.
+    try expect(blindScans >= 2, "\(blindScans) quiet scans before the walk that saw another process's write: not blind?")
+    for page in 0..<pages where page < 5 || page > poked {
+        let expected: UInt64 = page < 48 ? 0x51 : UInt64(page) << 8
+        try expect((map + page * pageSize + 4088).load(as: UInt64.self) == expected, "page \(page) changed")
+    }
+    try client.advise(map, length: pages * pageSize, .unmergeable)
+    return .pass("\(stats.quietScans) quiet scans; a write of ours seen by the next scan, another process's by a walk \(blindScans) quiet scans later")
+}
+
+/// For quiet-scans: writes the byte 2 at ADDRESS in process PID (process_vm_writev).
+func poke() throws -> Outcome {
+    guard parameterArguments.count == 2, let pid = Int32(parameterArguments[0]), let address = UInt(parameterArguments[1]),
+          let target = UnsafeMutableRawPointer(bitPattern: address) else { throw Failure("usage: poke PID ADDRESS") }
+    var byte: UInt8 = 2
+    let written = try Syscall.writeMemory(ofProcess: pid, at: target, from: &byte, count: 1)
+    try expect(written == 1, "wrote \(written) bytes")
+    return .pass("wrote")
+}

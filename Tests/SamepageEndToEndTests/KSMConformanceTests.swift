@@ -10,7 +10,7 @@ struct KSMConformanceTests {
         "prctl-fork-exec", "prctl-unmerge", "fork-merging-page-count",
     ]
     static let counting = [
-        "merge-count", "unmerge-count", "zero-page-merge", "max-page-sharing", "volatile", "merge-time", "cow-time",
+        "merge-count", "unmerge-count", "zero-page-merge", "max-page-sharing", "volatile", "merge-time", "cow-time", "quiet-scans",
         "vma-budget",
     ]
 

@@ -116,6 +116,9 @@ uint64_t sp_guard_absorbed(void);
 /// `destination`, stopping at the first unreadable page instead of faulting. Returns the bytes
 /// copied or -1 with errno.
 ssize_t sp_read_own_memory(void *destination, const void *source, size_t length);
+/// process_vm_writev(2) of one buffer into process `pid`'s memory at `destination`: a write the
+/// process itself takes no fault for (tests of the write tracker use it).
+ssize_t sp_write_process_memory(pid_t pid, void *destination, const void *source, size_t length);
 /// mremap(2) of one whole mapping to `new_address` (MREMAP_MAYMOVE | MREMAP_FIXED), which the
 /// kernel unmaps first. Returns the new address, or MAP_FAILED with errno (mremap is variadic).
 void *sp_mremap_fixed(void *old_address, size_t length, void *new_address);

@@ -58,6 +58,7 @@ extension MergeEngine {
             s.mappingBudget = mappingBudget
             s.racingWritesAbsorbed = Int(sp_guard_absorbed())
             s.writeTracking = ranges.contains { $0.tracksWrites }
+            s.quietScans = quietScans
             return s
         }
     }

@@ -36,6 +36,13 @@ import SamepageSystem
 // scan of it takes a minor fault (about 1 µs here). Where the kernel cannot, or a range cannot be registered (another
 // userfaultfd owns it), checksums decide as above. Digests sent are only hints either way: the
 // server hashes what it stores itself, and a merge compares bytes before it maps.
+//
+// Quiet scans: every write to a tracked page after it was armed is a page fault, and the kernel
+// counts page faults per process. A full scan that begins with the count where the last one
+// began, after a scan that changed nothing, knows without the walk that nothing was written:
+// it skips the tracker's page-table walks (a converged process's idle scan costs a third).
+// Writes the count misses (another process's, through process_vm_writev or /proc/PID/mem)
+// leave their pages unarmed, and the next walk reports them: one comes at least every second.
 final class MergeEngine: @unchecked Sendable {
     /// The client owns the engine; the engine only borrows it. Calls from the application hold
     /// the client; the scanner thread holds it strongly for the length of each step, and stops
@@ -72,6 +79,16 @@ final class MergeEngine: @unchecked Sendable {
     private var domainStoresPages: Bool?
     var pagesSkipped = 0
     private var volatileThisScan = 0
+    /// Quiet scans (see `beginFullScan`): whether this full scan takes "nothing written" from
+    /// the process's fault count instead of the write tracker's walk, the count when the last
+    /// full scan began, whether that scan or this one changed pages, mappings or ranges, and
+    /// when the tracker last walked.
+    private var quietScan = false
+    var quietScans = 0
+    private var faultsAtScanStart: UInt64?
+    var changedThisScan = true
+    private var changedLastScan = true
+    private var lastTrackerWalk: ContinuousClock.Instant?
     var volatileLastScan = 0
     private var maps = ProcessMaps()
     let maxMapCount = ProcessMaps.maxMapCount()
@@ -149,6 +166,7 @@ final class MergeEngine: @unchecked Sendable {
 
     /// Tells the merge guard where mergeable memory is (see sp_guard_set_mergeable).
     private func publishRanges() {
+        changedThisScan = true
         var pairs: [UInt] = []
         for range in ranges { pairs += [range.start, range.end] }
         pairs.withUnsafeBufferPointer { sp_guard_set_mergeable($0.baseAddress, ranges.count) }
@@ -187,6 +205,7 @@ final class MergeEngine: @unchecked Sendable {
 
     /// Gives private copies back to pages [from, to) of a range; returns references to drop.
     private func unmerge(_ range: MergeRange, _ from: Int, _ to: Int) -> [PageNumber] {
+        changedThisScan = true
         var releases: [PageNumber] = []
         var index = from
         while index < to {
@@ -270,6 +289,19 @@ final class MergeEngine: @unchecked Sendable {
     private func beginFullScan() {
         scanBegun = true
         domainStoresPages = nil
+        // A write to a page the tracker armed is a page fault (the kernel lifts the page's
+        // write-protect bit in it), counted like any other. So if the process has taken no page
+        // fault at all since the last full scan began, and that scan changed nothing, no tracked
+        // page was written since: the walk would report nothing, and this scan is quiet without
+        // it (a converged process's idle scans were half page-table walk). A writer the count
+        // misses (another process writing through /proc/PID/mem) leaves the page unarmed, so the
+        // next walk reports it: at least one a second, like the maps.
+        let faults = Syscall.pageFaults()
+        let now = ContinuousClock.now
+        quietScan = writeTracker != nil && !changedLastScan && faults == faultsAtScanStart
+            && lastTrackerWalk.map { now - $0 < Self.mapsMaxAge } == true
+        faultsAtScanStart = faults
+        if quietScan { quietScans += 1 } else { lastTrackerWalk = now }
     }
 
     /// Whether the domain stores any page: one statistics request in a full scan that has new or
@@ -331,6 +363,8 @@ final class MergeEngine: @unchecked Sendable {
         cursorPage = 0
         refreshMaps()
         if trackingStale { retrackRanges() }
+        changedLastScan = changedThisScan
+        changedThisScan = false
     }
 
     /// Registers every range with the write tracker, again after merges made mappings in them
@@ -339,6 +373,7 @@ final class MergeEngine: @unchecked Sendable {
     /// fails. A range that changes mode forgets what its scans saw.
     private func retrackRanges() {
         trackingStale = false
+        changedThisScan = true
         track(ranges)
     }
 
@@ -419,7 +454,11 @@ final class MergeEngine: @unchecked Sendable {
         // read. Taken before any page is hashed, so a write after the hash shows next scan.
         var states = [UInt8](repeating: PageState.resident, count: count)
         var collected = false
-        if range.tracksWrites {
+        if range.tracksWrites && quietScan {
+            // No page fault since the last full scan began: nothing written (beginFullScan).
+            collected = true
+            states.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        } else if range.tracksWrites {
             collected = states.withUnsafeMutableBufferPointer { buffer in
                 (try? writeTracker?.collect(start: range.address(from), into: buffer)) != nil
             }
@@ -650,6 +689,7 @@ final class MergeEngine: @unchecked Sendable {
         let hinted = mergesAndReleases(forHints: hints)
         merges += hinted.merges
         releases += hinted.releases
+        if !releases.isEmpty || !zeros.isEmpty || states.contains(where: { $0 & PageState.written != 0 }) { changedThisScan = true }
         releases += applyMerges(merges)
         applyZeroes(range, zeros)
         try release(releases)
@@ -709,6 +749,7 @@ final class MergeEngine: @unchecked Sendable {
         writeTracker = nil
         writeTrackerUnavailable = false
         trackingStale = true
+        faultsAtScanStart = nil
         for range in ranges where range.tracksWrites {
             range.tracksWrites = false
             for i in 0..<range.pageCount { range.digest[i] = MergeRange.unseen }

@@ -90,4 +90,8 @@ public struct ProcessMergeStatistics: Sendable, Equatable {
     /// `MergeParameters.trackWrites`), so pages are read once per scan at most, and not at all
     /// in the scan after they were written.
     public var writeTracking = false
+    /// Full scans that found the process had taken no page fault since the full scan before
+    /// (which changed nothing), and so skipped the write tracker's page-table walk: nothing can
+    /// have been written.
+    public var quietScans = 0
 }
