@@ -190,7 +190,7 @@ func testQuietScans() throws -> Outcome {
     try expect(try serverStatistics(client)["pages_sharing"]! == sharing - 1, "the written page's reference was kept")
     // Another process's write (process_vm_writev, the `poke` case), which our fault count does
     // not see. Spawned (no fork: a fork makes our memory copy-on-write, and our next writes
-    // faults), with its arguments made first: no page fault of ours from the last scan before
+    // fault), with its arguments made first: no page fault of ours from the last scan before
     // the write to the scans after it, or a scan would walk and see the write at once. The
     // second walk is due within a second of the last: a try that hits it sees no quiet scan, and
     // is made again on the next page.

@@ -760,6 +760,7 @@ final class MergeEngine: @unchecked Sendable {
         cursorRange = 0
         cursorPage = 0
         fullScans = 0
+        quietScans = 0
         pagesScanned = 0
         pagesSkipped = 0
         volatileThisScan = 0
