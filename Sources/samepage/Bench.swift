@@ -29,7 +29,9 @@ struct Bench: ParsableCommand {
             is writable (root); every KSM tunable is put back afterwards, also on
             Ctrl-C. Figures: time to converge (to 99% of the final savings), CPU
             seconds (clients and server, or ksmd), memory saved by the counters and
-            by the kernel's Pss of every process and the server, mappings added per
+            by the kernel's Pss of every process and the server, and that Pss net
+            of bookkeeping no Pss shows (the kernel's rmap items, by its own
+            general_profit; Samepage's is in the server's Pss), mappings added per
             process.
 
             Baselines measured in the same run: memcpy and memcmp bandwidth, a raw

@@ -24,12 +24,12 @@ final class Progress: @unchecked Sendable {
 enum MergeTable {
     static func render(_ results: [MergeBenchmark.Result], title: String, note: String?, floor: MergeFloor? = nil) -> String {
         var lines = [title, ""]
-        let header = ["", "converge s", "CPU s", "saved MiB", "saved MiB (Pss)", "VMAs added/proc"]
+        let header = ["", "converge s", "CPU s", "saved MiB", "saved MiB (Pss)", "(Pss, net)", "VMAs added/proc"]
         var rows: [[String]] = [header]
         for r in results {
             rows.append([r.name + (r.converged ? "" : " (timed out)"), String(format: "%.2f", r.convergeSeconds),
                          String(format: "%.2f", r.cpuSeconds), String(format: "%.1f", r.savedByCounters / 1_048_576),
-                         String(format: "%.1f", r.savedByPss / 1_048_576),
+                         String(format: "%.1f", r.savedByPss / 1_048_576), String(format: "%.1f", r.savedNet / 1_048_576),
                          String(format: "%.0f", Double(r.vmasAdded.reduce(0, +)) / Double(max(1, r.vmasAdded.count)))])
         }
         let widths = (0..<header.count).map { column in rows.map { $0[column].count }.max()! + 2 }
@@ -43,7 +43,12 @@ enum MergeTable {
             lines.append("samepage / ksm full speed: converge \(ratio(samepage.convergeSeconds, kernel.convergeSeconds)), "
                          + "CPU \(ratio(samepage.cpuSeconds, kernel.cpuSeconds)), "
                          + "saved \(ratio(samepage.savedByCounters, kernel.savedByCounters)) "
-                         + "(Pss \(ratio(samepage.savedByPss, kernel.savedByPss)))")
+                         + "(Pss \(ratio(samepage.savedByPss, kernel.savedByPss)), "
+                         + "net \(ratio(samepage.savedNet, kernel.savedNet)))")
+            if kernel.bookkeepingOutsidePss > 0 {
+                lines.append(String(format: "net: Pss less bookkeeping no Pss shows (the kernel's rmap items, %.1f MiB by its general_profit)",
+                                    kernel.bookkeepingOutsidePss / 1_048_576))
+            }
         }
         for r in results where r.name == "samepage" {
             lines.append(String(format: "samepage CPU: %.2f s clients + %.2f s server", r.clientCPUSeconds, r.engineCPUSeconds))
@@ -67,7 +72,8 @@ enum MergeTable {
             "{\"name\": \"\(r.name)\", \"converge_seconds\": \(number(r.convergeSeconds)), \"wall_seconds\": \(number(r.wallSeconds)), "
                 + "\"cpu_seconds\": \(number(r.cpuSeconds)), \"client_cpu_seconds\": \(number(r.clientCPUSeconds)), "
                 + "\"engine_cpu_seconds\": \(number(r.engineCPUSeconds)), \"saved_bytes\": \(number(r.savedByCounters)), "
-                + "\"saved_bytes_pss\": \(number(r.savedByPss)), \"vmas_added\": \(r.vmasAdded), \"converged\": \(r.converged)}"
+                + "\"saved_bytes_pss\": \(number(r.savedByPss)), \"bookkeeping_outside_pss_bytes\": \(number(r.bookkeepingOutsidePss)), "
+                + "\"saved_bytes_net\": \(number(r.savedNet)), \"vmas_added\": \(r.vmasAdded), \"converged\": \(r.converged)}"
         }
         let base = baselines.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \(number($0.value))" }.joined(separator: ", ")
         let noteField = note.map { ", \"note\": \"\($0)\"" } ?? ""

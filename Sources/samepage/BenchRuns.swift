@@ -57,6 +57,12 @@ struct MergeBenchmark {
         var engineCPUSeconds: Double
         var savedByCounters: Double
         var savedByPss: Double
+        /// The engine's bookkeeping that no process's Pss shows: the kernel's rmap items, by its
+        /// own count (general_profit); 0 for Samepage, whose index and scan state are in the
+        /// server's and the processes' Pss.
+        var bookkeepingOutsidePss: Double
+        /// Saved by Pss, less that bookkeeping: each engine charged for its own.
+        var savedNet: Double { savedByPss - bookkeepingOutsidePss }
         var vmasAdded: [Int]
         var converged: Bool
         var samples: [(Double, Double)]
@@ -157,6 +163,7 @@ struct MergeBenchmark {
         let vmasAfter = pids.map(mapCount)
         let pssEachAfter = everyone.map(pss)
         let pssAfter = pssEachAfter.reduce(0, +)
+        let bookkeeping = engine == .ksm ? KernelKSM.bookkeepingBytes() : 0
         let engineSeconds = engineCPU() - engineCPUBefore
         var clientCPU = 0.0
         if ProcessInfo.processInfo.environment["SAMEPAGE_BENCH_DEBUG"] != nil {
@@ -172,7 +179,7 @@ struct MergeBenchmark {
         progress?.finish()
         return Result(name: name, convergeSeconds: converge, wallSeconds: wall, cpuSeconds: clientCPU + engineSeconds,
                       clientCPUSeconds: clientCPU, engineCPUSeconds: engineSeconds,
-                      savedByCounters: finalSaved, savedByPss: pssBefore - pssAfter,
+                      savedByCounters: finalSaved, savedByPss: pssBefore - pssAfter, bookkeepingOutsidePss: bookkeeping,
                       vmasAdded: zip(vmasAfter, vmasBefore).map { $0 - $1 }, converged: converged, samples: samples)
     }
 }

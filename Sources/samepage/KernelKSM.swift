@@ -33,6 +33,16 @@ final class KernelKSM: @unchecked Sendable {
         Int(read(name)?.split(separator: " ").first ?? "") ?? 0
     }
 
+    /// Bytes of the kernel's own bookkeeping for what it merges now, by its own count:
+    /// general_profit is the bytes saved less ksm_rmap_items times the size of an rmap item (its
+    /// stable tree nodes are not counted). Kernel slab, so in no process's Pss. 0 where the kernel
+    /// has no general_profit (before 6.1).
+    static func bookkeepingBytes() -> Double {
+        guard let profit = read("general_profit").flatMap({ Int($0) }) else { return 0 }
+        let saved = (value("pages_sharing") + value("ksm_zero_pages")) * 4096
+        return Double(max(0, saved - profit))
+    }
+
     func set(_ name: String, _ value: String) throws {
         guard let handle = FileHandle(forWritingAtPath: Self.directory + "/" + name) else {
             throw ValidationError("cannot open \(Self.directory)/\(name)")
