@@ -23,7 +23,7 @@ public final class Session {
 
     // Mergeable memory.
     /// References this connection holds on region pages for merged memory, by page.
-    var merged = PageMap()
+    var merged = MergeReferences()
     /// Merges asked of this client's pages by other clients' scans, delivered with its next scan.
     var pendingHints: [MergeHint] = []
     var scanRound: UInt32 = 0
