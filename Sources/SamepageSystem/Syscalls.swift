@@ -198,6 +198,13 @@ public enum Syscall {
         return UInt64(usage.ru_minflt) &+ UInt64(usage.ru_majflt)
     }
 
+    /// Page faults the calling thread has taken (minor and major).
+    public static func threadPageFaults() -> UInt64 {
+        var usage = rusage()
+        _ = getrusage(1 /* RUSAGE_THREAD */, &usage)
+        return UInt64(usage.ru_minflt) &+ UInt64(usage.ru_majflt)
+    }
+
     /// Wall-clock seconds since the Unix epoch (CLOCK_REALTIME): when a client connected, as
     /// operators read it. Never used to measure intervals (ContinuousClock does that).
     public static func wallClockSeconds() -> Int64 {

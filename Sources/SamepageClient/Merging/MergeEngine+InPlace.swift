@@ -13,7 +13,6 @@ extension MergeEngine {
     /// for merges that did not happen.
     func applyMerges(_ merges: [PendingMerge]) -> [PageNumber] {
         guard !merges.isEmpty else { return [] }
-        changedThisScan = true
         let sorted = merges.sorted { $0.range.address($0.index) < $1.range.address($1.index) }
         // Runs: consecutive addresses in one range mapping consecutive region pages.
         var runs: [(range: MergeRange, index: Int, page: PageNumber, count: Int)] = []

@@ -38,11 +38,13 @@ import SamepageSystem
 // server hashes what it stores itself, and a merge compares bytes before it maps.
 //
 // Quiet scans: every write to a tracked page after it was armed is a page fault, and the kernel
-// counts page faults per process. A full scan that begins with the count where the last one
-// began, after a scan that changed nothing, knows without the walk that nothing was written:
-// it skips the tracker's page-table walks (a converged process's idle scan costs a third).
-// Writes the count misses (another process's, through process_vm_writev or /proc/PID/mem)
-// leave their pages unarmed, and the next walk reports them: one comes at least every second.
+// counts page faults per process and per thread. A full scan that begins with the process's
+// count where the last one began, but for the scanner's own faults, knows without the walk that
+// nothing was written: it skips the tracker's page-table walks (a converged process's idle scan
+// costs a third). Ranges added or removed and the application's mappings re-read make the next
+// scan walk; writes the count misses (another process's, through process_vm_writev or
+// /proc/PID/mem) leave their pages unarmed, and the next walk reports them: one comes at least
+// every second.
 final class MergeEngine: @unchecked Sendable {
     /// The client owns the engine; the engine only borrows it. Calls from the application hold
     /// the client; the scanner thread holds it strongly for the length of each step, and stops
@@ -51,7 +53,12 @@ final class MergeEngine: @unchecked Sendable {
     var client: SamepageClient { owner! }
     let lock = Lock()
     var parameters = MergeParameters() {
-        didSet { if parameters.trackWrites != oldValue.trackWrites { trackingStale = true } }
+        didSet {
+            if parameters.trackWrites != oldValue.trackWrites {
+                trackingStale = true
+                mustWalk = true
+            }
+        }
     }
     var ranges: [MergeRange] = []
     var mergeAny = false
@@ -80,15 +87,19 @@ final class MergeEngine: @unchecked Sendable {
     var pagesSkipped = 0
     private var volatileThisScan = 0
     /// Quiet scans (see `beginFullScan`): whether this full scan takes "nothing written" from
-    /// the process's fault count instead of the write tracker's walk, the count when the last
-    /// full scan began, whether that scan or this one changed pages, mappings or ranges, and
-    /// when the tracker last walked.
+    /// the process's fault count instead of the write tracker's walk; the process's count and
+    /// the scanner's own when the last full scan began; whether the next full scan must walk
+    /// (ranges or the application's mappings changed); when the tracker last walked.
     private var quietScan = false
     var quietScans = 0
     private var faultsAtScanStart: UInt64?
-    var changedThisScan = true
-    private var changedLastScan = true
+    private var ownFaultsAtScanStart: UInt64 = 0
+    private var mustWalk = true
     private var lastTrackerWalk: ContinuousClock.Instant?
+    /// Page faults the scanning thread took in steps (its own: compares fault the region view
+    /// in, staging is written), and the thread's count when the current step began.
+    private var ownFaults: UInt64 = 0
+    private var stepFaultsStart: UInt64?
     var volatileLastScan = 0
     private var maps = ProcessMaps()
     let maxMapCount = ProcessMaps.maxMapCount()
@@ -166,7 +177,7 @@ final class MergeEngine: @unchecked Sendable {
 
     /// Tells the merge guard where mergeable memory is (see sp_guard_set_mergeable).
     private func publishRanges() {
-        changedThisScan = true
+        mustWalk = true
         var pairs: [UInt] = []
         for range in ranges { pairs += [range.start, range.end] }
         pairs.withUnsafeBufferPointer { sp_guard_set_mergeable($0.baseAddress, ranges.count) }
@@ -205,7 +216,7 @@ final class MergeEngine: @unchecked Sendable {
 
     /// Gives private copies back to pages [from, to) of a range; returns references to drop.
     private func unmerge(_ range: MergeRange, _ from: Int, _ to: Int) -> [PageNumber] {
-        changedThisScan = true
+        mustWalk = true
         var releases: [PageNumber] = []
         var index = from
         while index < to {
@@ -261,6 +272,12 @@ final class MergeEngine: @unchecked Sendable {
 
     /// Scans up to `maxPages` pages from the cursor; true when a full scan completed.
     func step(maxPages: Int) throws(SamepageError) -> Bool {
+        let faultsBefore = Syscall.threadPageFaults()
+        stepFaultsStart = faultsBefore
+        defer {
+            ownFaults &+= Syscall.threadPageFaults() &- faultsBefore
+            stepFaultsStart = nil
+        }
         try followReconnect()
         var budget = maxPages
         while budget > 0 {
@@ -291,16 +308,24 @@ final class MergeEngine: @unchecked Sendable {
         domainStoresPages = nil
         // A write to a page the tracker armed is a page fault (the kernel lifts the page's
         // write-protect bit in it), counted like any other. So if the process has taken no page
-        // fault at all since the last full scan began, and that scan changed nothing, no tracked
-        // page was written since: the walk would report nothing, and this scan is quiet without
-        // it (a converged process's idle scans were half page-table walk). A writer the count
-        // misses (another process writing through /proc/PID/mem) leaves the page unarmed, so the
-        // next walk reports it: at least one a second, like the maps.
+        // fault since the last full scan began but the scanner's own (its compares fault stored
+        // pages into the region view, it writes staging; it never writes mergeable memory but
+        // to unmerge, which walks next), no tracked page was written since: the walk would report
+        // nothing, and this scan is quiet without it (a converged process's idle scans were half
+        // page-table walk, and so were the scans that only applied other processes' merges).
+        // Mappings merges add need no walk: any touch of them faults. Ranges added or removed,
+        // or mappings the application changed (the maps), do. A writer the count misses
+        // (another process writing through /proc/PID/mem) leaves the page unarmed, so the next
+        // walk reports it: at least one a second, like the maps.
         let faults = Syscall.pageFaults()
+        let own = ownFaults &+ (stepFaultsStart.map { Syscall.threadPageFaults() &- $0 } ?? 0)
         let now = ContinuousClock.now
-        quietScan = writeTracker != nil && !changedLastScan && faults == faultsAtScanStart
+        quietScan = writeTracker != nil && !mustWalk
+            && faultsAtScanStart.map { faults &- $0 == own &- ownFaultsAtScanStart } == true
             && lastTrackerWalk.map { now - $0 < Self.mapsMaxAge } == true
         faultsAtScanStart = faults
+        ownFaultsAtScanStart = own
+        mustWalk = false
         if quietScan { quietScans += 1 } else { lastTrackerWalk = now }
     }
 
@@ -363,8 +388,6 @@ final class MergeEngine: @unchecked Sendable {
         cursorPage = 0
         refreshMaps()
         if trackingStale { retrackRanges() }
-        changedLastScan = changedThisScan
-        changedThisScan = false
     }
 
     /// Registers every range with the write tracker, again after merges made mappings in them
@@ -373,7 +396,6 @@ final class MergeEngine: @unchecked Sendable {
     /// fails. A range that changes mode forgets what its scans saw.
     private func retrackRanges() {
         trackingStale = false
-        changedThisScan = true
         track(ranges)
     }
 
@@ -388,6 +410,7 @@ final class MergeEngine: @unchecked Sendable {
             let tracking = parameters.trackWrites && (try? writeTracker?.track(start: range.start, length: length)) != nil
             if !tracking && range.tracksWrites { writeTracker?.untrack(start: range.start, length: length) }
             if tracking != range.tracksWrites {
+                mustWalk = true
                 range.tracksWrites = tracking
                 for i in 0..<range.pageCount { range.digest[i] = MergeRange.unseen }
             }
@@ -413,6 +436,8 @@ final class MergeEngine: @unchecked Sendable {
         mapsReadInScan = fullScans
         maps = ProcessMaps.read()
         mappingsUsed = maps.mappings.count
+        // What the application mapped over its ranges since takes no fault until touched.
+        mustWalk = true
         // Mappings the application made in mergeable memory since are new to the write tracker
         // too, which would never report their pages written: register the ranges again.
         trackingStale = true
@@ -689,7 +714,6 @@ final class MergeEngine: @unchecked Sendable {
         let hinted = mergesAndReleases(forHints: hints)
         merges += hinted.merges
         releases += hinted.releases
-        if !releases.isEmpty || !zeros.isEmpty || states.contains(where: { $0 & PageState.written != 0 }) { changedThisScan = true }
         releases += applyMerges(merges)
         applyZeroes(range, zeros)
         try release(releases)
@@ -750,6 +774,7 @@ final class MergeEngine: @unchecked Sendable {
         writeTrackerUnavailable = false
         trackingStale = true
         faultsAtScanStart = nil
+        mustWalk = true
         for range in ranges where range.tracksWrites {
             range.tracksWrites = false
             for i in 0..<range.pageCount { range.digest[i] = MergeRange.unseen }
