@@ -192,16 +192,14 @@ public enum Syscall {
 
     /// Page faults the whole process has taken (minor and major, every thread, living or gone):
     /// a count that only grows. One getrusage call, no /proc parsing.
-    public static func pageFaults() -> UInt64 {
-        var usage = rusage()
-        _ = getrusage(RUSAGE_SELF.rawValue, &usage)
-        return UInt64(usage.ru_minflt) &+ UInt64(usage.ru_majflt)
-    }
+    public static func pageFaults() -> UInt64 { pageFaults(of: RUSAGE_SELF.rawValue) }
 
     /// Page faults the calling thread has taken (minor and major).
-    public static func threadPageFaults() -> UInt64 {
+    public static func threadPageFaults() -> UInt64 { pageFaults(of: 1 /* RUSAGE_THREAD */) }
+
+    private static func pageFaults(of who: Int32) -> UInt64 {
         var usage = rusage()
-        _ = getrusage(1 /* RUSAGE_THREAD */, &usage)
+        _ = getrusage(who, &usage)
         return UInt64(usage.ru_minflt) &+ UInt64(usage.ru_majflt)
     }
 

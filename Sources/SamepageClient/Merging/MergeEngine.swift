@@ -89,13 +89,13 @@ final class MergeEngine: @unchecked Sendable {
     /// Quiet scans (see `beginFullScan`): whether this full scan takes "nothing written" from
     /// the process's fault count instead of the write tracker's walk; the process's count and
     /// the scanner's own when the last full scan began; whether the next full scan must walk
-    /// (ranges or the application's mappings changed); when the tracker last walked.
+    /// (ranges or the application's mappings changed: the maps, re-read at least every
+    /// `mapsMaxAge`, so a walk comes at least that often).
     private var quietScan = false
     var quietScans = 0
     private var faultsAtScanStart: UInt64?
     private var ownFaultsAtScanStart: UInt64 = 0
     private var mustWalk = true
-    private var lastTrackerWalk: ContinuousClock.Instant?
     /// Page faults the scanning thread took in steps (its own: compares fault the region view
     /// in, staging is written), and the thread's count when the current step began.
     private var ownFaults: UInt64 = 0
@@ -316,17 +316,15 @@ final class MergeEngine: @unchecked Sendable {
         // Mappings merges add need no walk: any touch of them faults. Ranges added or removed,
         // or mappings the application changed (the maps), do. A writer the count misses
         // (another process writing through /proc/PID/mem) leaves the page unarmed, so the next
-        // walk reports it: at least one a second, like the maps.
+        // walk reports it: at least one a second, after the maps are re-read (refreshMaps).
         let faults = Syscall.pageFaults()
         let own = ownFaults &+ (stepFaultsStart.map { Syscall.threadPageFaults() &- $0 } ?? 0)
-        let now = ContinuousClock.now
         quietScan = writeTracker != nil && !mustWalk
             && faultsAtScanStart.map { faults &- $0 == own &- ownFaultsAtScanStart } == true
-            && lastTrackerWalk.map { now - $0 < Self.mapsMaxAge } == true
         faultsAtScanStart = faults
         ownFaultsAtScanStart = own
         mustWalk = false
-        if quietScan { quietScans += 1 } else { lastTrackerWalk = now }
+        if quietScan { quietScans += 1 }
     }
 
     /// Whether the domain stores any page: one statistics request in a full scan that has new or
