@@ -23,5 +23,6 @@ let cases: [String: @Sendable () throws -> Outcome] = [
     // Samepage's own
     "vma-budget": testVMABudget,
     "quiet-scans": testQuietScans,
+    "idle-rest": testIdleRest,
     "poke": poke,
 ]

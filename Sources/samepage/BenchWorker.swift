@@ -5,9 +5,9 @@ import SamepageCore
 import SamepageSystem
 
 /// `samepage bench-worker`: one process of a merge workload, spawned by `samepage bench`. It
-/// fills its memory, says "ready", waits for "go", then merges (Samepage: scans itself until
-/// nothing more merges; KSM: ksmd does the work) and prints "done MERGED CPU-SECONDS SCANS" when
-/// converged or when told "report". It exits at the end of its input.
+/// fills its memory, says "ready", waits for "go", then merges (Samepage: its scanner thread at
+/// full speed, as ksmd runs beside it; KSM: ksmd does the work) and prints "done MERGED
+/// CPU-SECONDS SCANS" when told "report". It exits at the end of its input.
 struct BenchWorker: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench-worker", shouldDisplay: false)
 
@@ -27,6 +27,9 @@ struct BenchWorker: ParsableCommand {
         let memory: UnsafeMutableRawPointer
         if let client {
             try client.setMergeParameter("run", 0)
+            // Full speed, as the kernel's KSM is run beside it; --set goes over it.
+            try client.setMergeParameter("pages_to_scan", 100_000)
+            try client.setMergeParameter("sleep_millisecs", 0)
             if layout == .zeros { try client.setMergeParameter("use_zero_pages", 1) }
             for assignment in parameters { try client.setMergeParameter(assignment) }
             memory = try client.allocate(pages * 4096)
@@ -54,26 +57,35 @@ struct BenchWorker: ParsableCommand {
         churn?.start()
         let cpuBefore = ownCPUSeconds()
         var merged = 0, scans = 0
+        let cpuSeconds: Double
         if let client {
-            // Scans until the driver, which watches the whole domain, says it has converged.
+            // The scanner thread runs until the driver, which watches the whole domain, says it
+            // has converged.
+            try client.setMergeParameter("run", 1)
+            let debug = ProcessInfo.processInfo.environment["SAMEPAGE_BENCH_DEBUG"] != nil
+            var reported = 0
             while !told.isSet {
-                let scanStart = Date()
-                // The figures the scan left: asking processStatistics() again would walk the page
-                // tables once more, work the kernel's KSM does not do and is not charged for.
-                let stats = try client.scan(fullScans: 1)
-                scans += 1
-                if ProcessInfo.processInfo.environment["SAMEPAGE_BENCH_DEBUG"] != nil {
-                    FileHandle.standardError.write(Data("worker \(index) scan \(scans): \(Int(Date().timeIntervalSince(scanStart) * 1000)) ms, merged \(stats.mergingPages)\n".utf8))
+                usleep(debug ? 2_000 : 10_000)
+                guard debug else { continue }
+                let stats = client.processStatistics()
+                if stats.fullScans > reported {
+                    reported = stats.fullScans
+                    FileHandle.standardError.write(Data("worker \(index) scans \(stats.fullScans) (quiet \(stats.quietScans)): merged \(stats.mergingPages), CPU \(Int((ownCPUSeconds() - cpuBefore) * 1e6)) µs\n".utf8))
                 }
-                merged = stats.mergingPages + stats.zeroPages
             }
+            try client.setMergeParameter("run", 0)
+            cpuSeconds = ownCPUSeconds() - cpuBefore
+            let stats = client.processStatistics()
+            merged = stats.mergingPages + stats.zeroPages
+            scans = stats.fullScans
         } else {
             while !told.isSet { usleep(10_000) }
+            cpuSeconds = ownCPUSeconds() - cpuBefore
             merged = Int((try? String(contentsOfFile: "/proc/self/ksm_merging_pages", encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
         }
         churn?.stop()
-        say("done \(merged) \(ownCPUSeconds() - cpuBefore) \(scans)")
+        say("done \(merged) \(cpuSeconds) \(scans)")
         // Stay (with the memory merged) until the driver has measured and closes our input.
         while !closed.isSet { usleep(10_000) }
     }

@@ -86,6 +86,11 @@ final class MergeEngine: @unchecked Sendable {
     private var domainStoresPages: Bool?
     var pagesSkipped = 0
     private var volatileThisScan = 0
+    /// Idle rest (see `restAfterFullScan`): what this full scan changed so far (merges applied,
+    /// merges ended, zero pages discarded or written, pages uploaded, hints), and how many full
+    /// scans in a row changed nothing, no page volatile either.
+    private var changesThisScan = 0
+    private(set) var idleFullScans = 0
     /// Quiet scans (see `beginFullScan`): whether this full scan takes "nothing written" from
     /// the process's fault count instead of the write tracker's walk; the process's count and
     /// the scanner's own when the last full scan began; whether the next full scan must walk
@@ -347,6 +352,7 @@ final class MergeEngine: @unchecked Sendable {
             let round = UInt32(truncatingIfNeeded: fullScans + 1)
             let (_, hints) = try client.mergeLookup(round: round, flags: [], keys: [], digests: [])
             let hinted = mergesAndReleases(forHints: hints)
+            changesThisScan += hints.count
             try release(hinted.releases + applyMerges(hinted.merges))
         }
     }
@@ -380,6 +386,8 @@ final class MergeEngine: @unchecked Sendable {
         }
         stagingUsedThisScan = false
         fullScans += 1
+        idleFullScans = changesThisScan == 0 && volatileThisScan == 0 && pendingReleases.isEmpty ? idleFullScans + 1 : 0
+        changesThisScan = 0
         volatileLastScan = volatileThisScan
         volatileThisScan = 0
         cursorRange = 0
@@ -591,11 +599,13 @@ final class MergeEngine: @unchecked Sendable {
                     releases.append(range.region[index])
                     range.state[index] = .normal
                     range.digest[index] = MergeRange.seen
+                    changesThisScan += 1
                 }
             case .zero:
                 if Self.wasWritten(discardedZeroPage: pagemap[offset]) {
                     range.state[index] = .normal
                     range.digest[index] = MergeRange.seen
+                    changesThisScan += 1
                 }
             case .normal:
                 // Not resident: nothing to merge, and not read (it keeps what the scans knew).
@@ -691,6 +701,7 @@ final class MergeEngine: @unchecked Sendable {
                 i = end
             }
             if !wanted.isEmpty {
+                changesThisScan += wanted.count
                 let (sent, moreHints) = try client.mergeScan(round: round, flags: flags, keys: wanted.map { keys[$0] })
                 guard sent.count == wanted.count else { throw .protocolViolation("scan reply of the wrong length") }
                 for (slot, i) in wanted.enumerated() { outcomes[i] = sent[slot] == .needContent ? .unstable : sent[slot] }
@@ -712,7 +723,11 @@ final class MergeEngine: @unchecked Sendable {
         let hinted = mergesAndReleases(forHints: hints)
         merges += hinted.merges
         releases += hinted.releases
-        releases += applyMerges(merges)
+        let turnedAway = applyMerges(merges)
+        releases += turnedAway
+        // Merges turned away (no mapping budget left) change nothing: scanning on will not
+        // merge them either, so they do not keep the scanner from resting.
+        changesThisScan += max(0, merges.count - turnedAway.count) + zeros.count + hints.count
         applyZeroes(range, zeros)
         try release(releases)
     }
@@ -806,10 +821,11 @@ final class MergeEngine: @unchecked Sendable {
         thread?.stop()
     }
 
-    /// One wake-up of the scanner thread: `pages_to_scan` pages, then the advisor.
-    /// Returns false when the client is gone (the thread then ends).
-    func backgroundStep() -> Bool {
-        guard let client = owner else { return false }
+    /// One wake-up of the scanner thread: `pages_to_scan` pages, then the advisor. Returns how
+    /// many milliseconds to sleep before the next (`sleep_millisecs`, or the idle rest after a
+    /// full scan), or nil when the client is gone (the thread then ends).
+    func backgroundStep() -> Int? {
+        guard let client = owner else { return nil }
         defer { withExtendedLifetime(client) {} }
         let started = ContinuousClock.now
         let completed = (try? lock.withLock { () throws(SamepageError) in try step(maxPages: parameters.pagesToScan) }) ?? false
@@ -817,7 +833,19 @@ final class MergeEngine: @unchecked Sendable {
             _ = try? report(afterFullScan: true)
             lock.withLock { adviseScanRate(elapsed: ContinuousClock.now - started) }
         }
-        return true
+        return lock.withLock { max(parameters.sleepMilliseconds, completed ? restAfterFullScan : 0) }
+    }
+
+    /// Idle rest: a full scan that changed nothing (no page volatile, merged, unmerged,
+    /// discarded or uploaded, no hint) says the process is at rest, and scanning it again at once
+    /// would find the same. At full speed (`sleep_millisecs=0`) that was a core kept busy by a
+    /// process that had converged: the scanner thread rests instead, 1 ms after the first idle
+    /// full scan, doubling with each idle one after, up to `idle_rest_millisecs`; any change
+    /// starts over. What it delays: a write, or a hint from another process's merge, is seen
+    /// that much later at most. Explicit scans (`scan(fullScans:)`) never rest.
+    var restAfterFullScan: Int {
+        guard idleFullScans > 0 else { return 0 }
+        return min(parameters.idleRestMilliseconds, 1 << min(idleFullScans - 1, 16))
     }
 
     /// The scan-time advisor: size pages_to_scan so that a full scan takes the target time,

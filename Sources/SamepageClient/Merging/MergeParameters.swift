@@ -29,13 +29,21 @@ public struct MergeParameters: Sendable, Equatable {
     /// madvise or mlock over it fails with ENOMEM, and a system call reading it with EFAULT
     /// (its threads' own reads and writes wait). Samepage's own switch, not KSM's.
     public var unmapStretches = false
+    /// After a full scan that changed nothing (no page written, new, merged, unmerged or
+    /// discarded, nothing uploaded, no merge hinted by the server), the scanner thread rests
+    /// before the next one: 1 ms after the first such scan, twice as long after each one that
+    /// follows, up to this many milliseconds (0: never rests). A process at rest then costs a few
+    /// scans a second however fast the scanner is set; what changes meanwhile waits this long at
+    /// most. ksmd has no such rest (it cannot know nothing changed without reading). Samepage's
+    /// own switch, not KSM's.
+    public var idleRestMilliseconds = 100
 
     public init() {}
 
     /// Sets a parameter by its KSM name (`pages_to_scan`, `sleep_millisecs`, `use_zero_pages`,
     /// `smart_scan`, `advisor_target_scan_time`, `advisor_min_pages_to_scan`,
-    /// `advisor_max_pages_to_scan`, `vma_budget_percent`, and Samepage's `track_writes` and
-    /// `unmap_stretches`); false for an unknown name or a bad value.
+    /// `advisor_max_pages_to_scan`, `vma_budget_percent`, and Samepage's `track_writes`,
+    /// `unmap_stretches` and `idle_rest_millisecs`); false for an unknown name or a bad value.
     public mutating func set(_ name: String, _ value: UInt64) -> Bool {
         switch name {
         case "pages_to_scan" where value > 0 && value <= 1 << 24: pagesToScan = Int(value)
@@ -48,6 +56,7 @@ public struct MergeParameters: Sendable, Equatable {
         case "vma_budget_percent" where value >= 1 && value <= 100: vmaBudgetFraction = Double(value) / 100
         case "track_writes" where value <= 1: trackWrites = value == 1
         case "unmap_stretches" where value <= 1: unmapStretches = value == 1
+        case "idle_rest_millisecs" where value <= 60_000: idleRestMilliseconds = Int(value)
         default: return false
         }
         return true
