@@ -23,8 +23,9 @@ struct Bench: ParsableCommand {
                          same bytes again, from ordinary memory (through staging)
                          and from a shared buffer (in place)
 
-            The merge workloads run Samepage, then the kernel's KSM on the same
-            workload (full speed: pages_to_scan=100000, sleep_millisecs=0; and,
+            The merge workloads run Samepage (each process's scanner thread at full
+            speed: pages_to_scan=100000, sleep_millisecs=0), then the kernel's KSM
+            on the same workload (full speed likewise; and,
             unless --no-ksm-defaults, its defaults 100/20) when /sys/kernel/mm/ksm
             is writable (root); every KSM tunable is put back afterwards, also on
             Ctrl-C. Figures: time to converge (to 99% of the final savings), CPU
@@ -63,7 +64,7 @@ struct Bench: ParsableCommand {
     var files: String?
     @Option(help: "churn: seconds to run.") var seconds: Double = 3
     @Option(help: "Give up on an engine that has not converged after this many seconds.") var timeout: Double = 300
-    @Option(name: .customLong("set"), help: ArgumentHelp("Samepage's scan knobs, by KSM's names (smart_scan=0, use_zero_pages=1; Samepage's own track_writes=0, unmap_stretches=1); repeatable.", valueName: "name=value"))
+    @Option(name: .customLong("set"), help: ArgumentHelp("Samepage's scan knobs, by KSM's names (smart_scan=0, use_zero_pages=1; Samepage's own track_writes=0, unmap_stretches=1, idle_rest_millisecs=0); repeatable.", valueName: "name=value"))
     var parameters: [String] = []
     @Flag(help: "Skip the kernel's KSM at its default settings (slow: about a minute for 4 x 128 MiB).")
     var noKsmDefaults = false
