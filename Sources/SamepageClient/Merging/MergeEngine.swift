@@ -45,6 +45,10 @@ import SamepageSystem
 // scan walk; writes the count misses (another process's, through process_vm_writev or
 // /proc/PID/mem) leave their pages unarmed, and the next walk reports them: one comes at least
 // every second.
+//
+// Idle rest: a full scan that changed nothing predicts the next one, so the scanner thread rests
+// after it, 1 ms doubling up to idle_rest_millisecs (see `restAfterFullScan`); a converged
+// process scanned at full speed costs a few scans a second instead of a core.
 final class MergeEngine: @unchecked Sendable {
     /// The client owns the engine; the engine only borrows it. Calls from the application hold
     /// the client; the scanner thread holds it strongly for the length of each step, and stops
@@ -90,7 +94,7 @@ final class MergeEngine: @unchecked Sendable {
     /// merges ended, zero pages discarded or written, pages uploaded, hints), and how many full
     /// scans in a row changed nothing, no page volatile either.
     private var changesThisScan = 0
-    private(set) var idleFullScans = 0
+    private var idleFullScans = 0
     /// Quiet scans (see `beginFullScan`): whether this full scan takes "nothing written" from
     /// the process's fault count instead of the write tracker's walk; the process's count and
     /// the scanner's own when the last full scan began; whether the next full scan must walk
@@ -803,6 +807,8 @@ final class MergeEngine: @unchecked Sendable {
         pagesSkipped = 0
         volatileThisScan = 0
         volatileLastScan = 0
+        changesThisScan = 0
+        idleFullScans = 0
     }
 
     // MARK: The scanner thread
