@@ -145,6 +145,7 @@ extension MergeEngine {
                     mappingsAdded += (left < 0 || range.state[left] != .merged ? 1 : 0)
                         + (right >= range.pageCount || range.state[right] != .merged ? 1 : 0)
                 }
+                changesThisScan += mapped
                 for i in 0..<mapped {
                     range.state[index + i] = .merged
                     range.region[index + i] = page + PageNumber(i)
@@ -270,6 +271,7 @@ extension MergeEngine {
                     while end < count && (sp_pages_equal_in_place(address + end * 4096, ZeroPage.pointer) == 1) == zero { end += 1 }
                     if zero, (try? Syscall.madvise(address + k * 4096, (end - k) * 4096, MADV_DONTNEED)) != nil {
                         for page in k..<end { range.state[first + page] = .zero }
+                        changesThisScan += end - k
                     }
                     k = end
                 }

@@ -90,10 +90,10 @@ final class MergeEngine: @unchecked Sendable {
     private var domainStoresPages: Bool?
     var pagesSkipped = 0
     private var volatileThisScan = 0
-    /// Idle rest (see `restAfterFullScan`): what this full scan changed so far (merges applied,
-    /// merges ended, zero pages discarded or written, pages uploaded, hints), and how many full
-    /// scans in a row changed nothing, no page volatile either.
-    private var changesThisScan = 0
+    /// Idle rest (see `restAfterFullScan`): pages whose state this full scan changed so far
+    /// (merged, merge ended, discarded as zero or written since) or uploaded, counted where the
+    /// state changes; and how many full scans in a row changed nothing, no page volatile either.
+    var changesThisScan = 0
     private var idleFullScans = 0
     /// Quiet scans (see `beginFullScan`): whether this full scan takes "nothing written" from
     /// the process's fault count instead of the write tracker's walk; the process's count and
@@ -356,7 +356,6 @@ final class MergeEngine: @unchecked Sendable {
             let round = UInt32(truncatingIfNeeded: fullScans + 1)
             let (_, hints) = try client.mergeLookup(round: round, flags: [], keys: [], digests: [])
             let hinted = mergesAndReleases(forHints: hints)
-            changesThisScan += hints.count
             try release(hinted.releases + applyMerges(hinted.merges))
         }
     }
@@ -727,11 +726,7 @@ final class MergeEngine: @unchecked Sendable {
         let hinted = mergesAndReleases(forHints: hints)
         merges += hinted.merges
         releases += hinted.releases
-        let turnedAway = applyMerges(merges)
-        releases += turnedAway
-        // Merges turned away (no mapping budget left) change nothing: scanning on will not
-        // merge them either, so they do not keep the scanner from resting.
-        changesThisScan += max(0, merges.count - turnedAway.count) + zeros.count + hints.count
+        releases += applyMerges(merges)
         applyZeroes(range, zeros)
         try release(releases)
     }
