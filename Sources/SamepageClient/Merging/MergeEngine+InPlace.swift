@@ -13,61 +13,82 @@ extension MergeEngine {
     /// for merges that did not happen.
     func applyMerges(_ merges: [PendingMerge]) -> [PageNumber] {
         guard !merges.isEmpty else { return [] }
-        let sorted = merges.sorted { $0.range.address($0.index) < $1.range.address($1.index) }
-        // Runs: consecutive addresses in one range mapping consecutive region pages.
-        var runs: [(range: MergeRange, index: Int, page: PageNumber, count: Int)] = []
-        for m in sorted {
-            if var last = runs.last, last.range === m.range, last.index + last.count == m.index,
-               UInt64(last.page) + UInt64(last.count) == UInt64(m.page) {
-                last.count += 1
-                runs[runs.count - 1] = last
-            } else if let last = runs.last, last.range === m.range, m.index < last.index + last.count {
-                // The same page twice (a hint for a page merged in this reply): drop the extra.
-                runs.append((m.range, m.index, m.page, 0))
-            } else {
-                runs.append((m.range, m.index, m.page, 1))
+        // By range (a slice's merges lie in one; hints can add others), as (index, page) pairs:
+        // pages are what a scan merges by the thousand, and sorting and copying tuples that hold
+        // the range's reference retained and released it for each (a few % of a scan).
+        var ranges: [MergeRange] = []
+        var pairs: [[(index: Int, page: PageNumber)]] = []
+        for m in merges {
+            var r = ranges.count - 1
+            if r < 0 || ranges[r] !== m.range {
+                r = ranges.firstIndex { $0 === m.range } ?? ranges.count
+                if r == ranges.count {
+                    ranges.append(m.range)
+                    pairs.append([])
+                }
+            }
+            pairs[r].append((m.index, m.page))
+        }
+        // Runs, in address order within each range: consecutive pages mapping consecutive region
+        // pages.
+        var runs: [(range: Int, index: Int, page: PageNumber, count: Int)] = []
+        for r in ranges.indices {
+            if !zip(pairs[r], pairs[r].dropFirst()).allSatisfy({ $0.index <= $1.index }) { pairs[r].sort { $0.index < $1.index } }
+            for m in pairs[r] {
+                if let last = runs.last, last.range == r, last.index + last.count == m.index,
+                   UInt64(last.page) + UInt64(last.count) == UInt64(m.page) {
+                    runs[runs.count - 1].count += 1
+                } else if let last = runs.last, last.range == r, m.index < last.index + last.count {
+                    // The same page twice (a hint for a page merged in this reply): drop the extra.
+                    runs.append((r, m.index, m.page, 0))
+                } else {
+                    runs.append((r, m.index, m.page, 1))
+                }
             }
         }
         // Runs first: the longest runs get the mapping budget.
         var releases: [PageNumber] = []
-        var chosen: [(range: MergeRange, index: Int, page: PageNumber, count: Int)] = []
+        var chosen = [Bool](repeating: false, count: runs.count)
         // The count of mappings between two reads of the maps is an upper bound (a merge next to
         // a merged page adds one mapping, not two): before turning merges away for want of
         // budget, read the true count, once per full scan at most.
         if mappingBudget - mappingsUsed < 2 * runs.count && mapsReadInScan != fullScans { refreshMaps(force: true) }
         var budgetLeft = mappingBudget - mappingsUsed
-        for run in runs.sorted(by: { $0.count > $1.count }) {
+        for i in runs.indices.sorted(by: { runs[$0].count > runs[$1].count }) {
+            let run = runs[i]
             // A run in the middle of a mapping splits it in three: two more mappings.
             if run.count == 0 || budgetLeft < 2 || Int(run.page) * 4096 + run.count * 4096 > regionBytes {
                 releases += run.count == 0 ? [run.page] : (0..<run.count).map { run.page + PageNumber($0) }
                 continue
             }
             budgetLeft -= 2
-            chosen.append(run)
+            chosen[i] = true
         }
         // One write-protect for the runs of a neighbourhood, not one per run: with scattered
         // duplicates every page is its own run, and the syscalls are the cost. But not one for
         // a whole range either: hints from other processes' scans merge pages anywhere in it,
         // and a span over them all made mprotect visit (and restore) every mapping in between,
         // thousands once scattered merges have split the range (a fifth of a scattered scan).
-        for (_, group) in Dictionary(grouping: chosen, by: { ObjectIdentifier($0.range) }) {
-            let ordered = group.sorted { $0.index < $1.index }
-            let range = ordered[0].range
-            var clusterStart = 0
-            while clusterStart < ordered.count {
-                var clusterEnd = clusterStart + 1
-                var reach = ordered[clusterStart].index + ordered[clusterStart].count
-                while clusterEnd < ordered.count && ordered[clusterEnd].index - reach <= Self.guardGapPages {
-                    reach = max(reach, ordered[clusterEnd].index + ordered[clusterEnd].count)
-                    clusterEnd += 1
-                }
-                let cluster = ordered[clusterStart..<clusterEnd]
-                let merged = mergeRuns(range, span: cluster.first!.index..<reach, cluster.map { ($0.index, $0.page, $0.count) })
-                mappingsUsed += merged.mappingsAdded
-                releases += merged.failed
-                clusterStart = clusterEnd
-            }
+        // The runs are in address order within each range already.
+        var cluster: [(index: Int, page: PageNumber, count: Int)] = []
+        var clusterRange = 0, reach = 0
+        func mergeCluster() {
+            guard let first = cluster.first else { return }
+            let merged = mergeRuns(ranges[clusterRange], span: first.index..<reach, cluster)
+            mappingsUsed += merged.mappingsAdded
+            releases += merged.failed
+            cluster.removeAll(keepingCapacity: true)
         }
+        for (i, run) in runs.enumerated() where chosen[i] {
+            if !cluster.isEmpty && (run.range != clusterRange || run.index - reach > Self.guardGapPages) { mergeCluster() }
+            if cluster.isEmpty {
+                clusterRange = run.range
+                reach = run.index + run.count
+            }
+            reach = max(reach, run.index + run.count)
+            cluster.append((run.index, run.page, run.count))
+        }
+        mergeCluster()
         return releases
     }
 
@@ -97,7 +118,7 @@ extension MergeEngine {
     private func mergeRuns(_ range: MergeRange, span: Range<Int>, _ runs: [(index: Int, page: PageNumber, count: Int)]) -> (failed: [PageNumber], mappingsAdded: Int) {
         let spanAddress = UnsafeMutableRawPointer(bitPattern: range.address(span.lowerBound))!
         let spanLength = span.count * 4096
-        let all = runs.flatMap { run in (0..<run.count).map { run.page + PageNumber($0) } }
+        var all: [PageNumber] { runs.flatMap { run in (0..<run.count).map { run.page + PageNumber($0) } } }
         // Taken before the guard: no lock may be waited for while this span is write-protected
         // (a thread holding it could be waiting to write here).
         guard let segments = try? client.regionSegments(generation: generation) else { return (all, 0) }
