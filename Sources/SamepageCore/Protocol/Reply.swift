@@ -76,7 +76,7 @@ public enum Reply: Equatable, Sendable {
             }
         case .mergeResults(let outcomes, let hints):
             w.write(UInt32(outcomes.count))
-            for outcome in outcomes { w.write(outcome.rawValue) }
+            w.write(count: outcomes.count) { outcomes[$0].rawValue }
             w.write(UInt32(hints.count))
             for hint in hints {
                 w.write(hint.key)

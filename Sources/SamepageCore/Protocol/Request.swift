@@ -105,16 +105,13 @@ public enum Request: Equatable, Sendable {
             w.write(flags.rawValue)
             w.write(stagingPage)
             w.write(UInt32(keys.count))
-            for key in keys { w.write(key) }
+            w.write(count: keys.count) { keys[$0] }
         case .mergeLookup(let round, let flags, let keys, let digests):
             precondition(keys.count == digests.count)
             w.write(round)
             w.write(flags.rawValue)
             w.write(UInt32(keys.count))
-            for (key, digest) in zip(keys, digests) {
-                w.write(key)
-                w.write(digest)
-            }
+            w.write(count: 2 * keys.count) { $0 & 1 == 0 ? keys[$0 >> 1] : digests[$0 >> 1] }
         case .attachBuffer(let buffer), .detachBuffer(let buffer):
             w.write(buffer)
         case .putBuffer(let upload, let buffer, let firstPage, let pageCount, let digests):
@@ -123,10 +120,10 @@ public enum Request: Equatable, Sendable {
             w.write(firstPage)
             w.write(pageCount)
             w.write(UInt32(digests.count))
-            for digest in digests { w.write(digest) }
+            w.write(count: digests.count) { digests[$0] }
         case .mergeRelease(let pages):
             w.write(UInt32(pages.count))
-            for page in pages { w.write(page) }
+            w.write(count: pages.count) { pages[$0] }
         case .scanReport(let report):
             report.encode(into: &w)
         case .configure(let name, let value):

@@ -12,6 +12,18 @@ public struct WireWriter: Sendable {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
+    /// `count` fixed-width values, the `i`th being `value(i)`: grown once and stored in place,
+    /// where a write per value grew the array for each (scan requests and replies carry
+    /// thousands of values).
+    public mutating func write<T: FixedWidthInteger>(count: Int, _ value: (Int) -> T) {
+        let size = MemoryLayout<T>.size
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: count * size))
+        bytes.withUnsafeMutableBytes { raw in
+            for i in 0..<count { raw.storeBytes(of: value(i).littleEndian, toByteOffset: start + i * size, as: T.self) }
+        }
+    }
+
     /// A string as a u16 length and its UTF-8 bytes (truncated to 65535 bytes).
     public mutating func write(_ string: String) {
         let utf8 = Array(string.utf8.prefix(Int(UInt16.max)))
@@ -48,10 +60,8 @@ public struct WireReader {
     public mutating func read<T: FixedWidthInteger>(_: T.Type = T.self) throws(ProtocolError) -> T {
         let size = MemoryLayout<T>.size
         guard remaining >= size else { throw .truncated }
-        var value: T = 0
-        withUnsafeMutableBytes(of: &value) { raw in
-            for i in 0..<size { raw[i] = bytes[offset + i] }
-        }
+        // One unaligned load, bounds checked above (a byte-by-byte copy checked every byte).
+        let value = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset - bytes.startIndex, as: T.self) }
         offset += size
         return T(littleEndian: value)
     }
