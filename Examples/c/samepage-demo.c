@@ -89,6 +89,8 @@ int main(int argc, char **argv) {
     /* Mergeable memory: 256 equal pages of this process merge in place. */
     CHECK(samepage_set_param(sp, "run", 0));      /* scan synchronously below */
     EXPECT(samepage_set_param(sp, "no_such_knob", 1) == -EINVAL);
+    CHECK(samepage_set_param(sp, "idle_rest_millisecs", 50));   /* Samepage's own knobs too */
+    EXPECT(samepage_set_param(sp, "idle_rest_millisecs", 60001) == -EINVAL);
     size_t pages = 256, size = pages * 4096;
     unsigned char *memory = samepage_alloc(sp, size);
     EXPECT(memory != NULL);

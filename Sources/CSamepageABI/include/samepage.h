@@ -92,7 +92,8 @@ void samepage_free(samepage_t *sp, void *addr, size_t len);
 int  samepage_scan(samepage_t *sp, unsigned full_scans);
 /* pages_to_scan, sleep_millisecs, max_page_sharing, use_zero_pages, smart_scan, run,
    advisor_target_scan_time, advisor_min_pages_to_scan, advisor_max_pages_to_scan,
-   vma_budget_percent, track_writes, unmap_stretches (docs/mergeable-memory.md) */
+   vma_budget_percent, track_writes, unmap_stretches, idle_rest_millisecs
+   (docs/mergeable-memory.md) */
 int  samepage_set_param(samepage_t *sp, const char *name, uint64_t value);
 int  samepage_stats(samepage_t *sp, samepage_stats_t *out);
 int  samepage_process_stats(samepage_t *sp, samepage_process_stats_t *out);
