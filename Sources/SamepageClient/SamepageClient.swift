@@ -163,9 +163,11 @@ public final class SamepageClient: @unchecked Sendable {
     }
 
     /// Sends candidates by digest; the caller holds the engine lock.
-    func mergeLookup(round: UInt32, flags: MergeFlags, keys: [UInt64], digests: [UInt64]) throws(SamepageError) -> ([MergeOutcome], [MergeHint]) {
+    func mergeLookup(round: UInt32, flags: MergeFlags, keys: [UInt64], digests: [UInt64],
+                     withdrawn: [MergeWithdrawal]) throws(SamepageError) -> ([MergeOutcome], [MergeHint]) {
         try lock.withLock { () throws(SamepageError) in
-            let reply = try connection().connection.call(.mergeLookup(round: round, flags: flags, keys: keys, digests: digests), quietly: true)
+            let request = Request.mergeLookup(round: round, flags: flags, keys: keys, digests: digests, withdrawn: withdrawn)
+            let reply = try connection().connection.call(request, quietly: true)
             guard case .mergeResults(let outcomes, let hints) = reply else { throw ClientConnection.unexpected(reply, "mergeResults") }
             return (outcomes, hints)
         }

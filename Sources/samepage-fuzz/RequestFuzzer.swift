@@ -97,7 +97,7 @@ final class FuzzHarness {
             frames([.mergeLookup(round: 1, flags: [], keys: [0, 4096], digests: [PageStore.zeroDigest, 1]),
                     .mergeLookup(round: 1, flags: [.useZeroPages], keys: [8192], digests: [PageStore.zeroDigest]),
                     .mergeScan(round: 1, flags: [], stagingPage: 0, keys: [0, 4096]),
-                    .mergeLookup(round: 2, flags: [], keys: [0, 4096, 12288], digests: [1, 1, 1]),
+                    .mergeLookup(round: 2, flags: [], keys: [0, 4096, 12288], digests: [1, 1, 1], withdrawn: [MergeWithdrawal(key: 4096, digest: 1), MergeWithdrawal(key: 8192, digest: 2)]),
                     .mergeRelease(pages: [0])]),
         ] + regressions()
     }

@@ -61,7 +61,7 @@ struct SamepagedCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Objects one client may have mapped at once (default \(SessionLimits().maxMappings)).")
     var maxMappings: String?
 
-    @Option(name: .long, help: "Mergeable-memory candidates one client may leave waiting in one scan round (default \(SessionLimits().maxUnstableEntries)).")
+    @Option(name: .long, help: "Mergeable-memory candidates one client may leave waiting in the unstable tree (default \(SessionLimits().maxUnstableEntries)).")
     var maxUnstable: String?
 
     @Option(name: .long, help: "Objects one dedup domain may hold (default \(SessionLimits().maxDomainObjects)).")

@@ -57,24 +57,38 @@ struct LimitsTests {
         store._checkInvariants()
     }
 
-    @Test func candidatesPerScanRoundAreCapped() throws {
+    @Test func unstableEntriesPerClientAreCapped() throws {
         let harness = ServiceHarness()
         harness.service.limits.maxUnstableEntries = 4
         let a = try harness.client()
         for page in 0..<6 { a.staging.fill(page, id: UInt64(100 + page)) }
         let five = harness.send(.mergeScan(round: 1, flags: [], stagingPage: 0, keys: [1, 2, 3, 4, 5]), a)
         #expect(five.first?.failureCode == .limitExceeded)
+        #expect(a.session.domain.unstableCount == 0, "a refused request files nothing")
         let four = harness.send(.mergeScan(round: 1, flags: [], stagingPage: 0, keys: [1, 2, 3, 4]), a)
         #expect(four.first?.kind == .mergeResults)
         let more = harness.send(.mergeScan(round: 1, flags: [], stagingPage: 4, keys: [5]), a)
-        #expect(more.first?.failureCode == .limitExceeded, "the cap counts the whole round")
+        #expect(more.first?.failureCode == .limitExceeded, "the cap counts every entry filed")
         let nextRound = harness.send(.mergeScan(round: 2, flags: [], stagingPage: 4, keys: [5]), a)
-        #expect(nextRound.first?.kind == .mergeResults, "a new round starts from zero")
+        #expect(nextRound.first?.failureCode == .limitExceeded, "entries stay filed across rounds")
+        // A refused request withdraws nothing either; withdrawals alone go through.
+        let both = harness.send(.mergeLookup(round: 2, flags: [], keys: [7], digests: [7],
+                                             withdrawn: [MergeWithdrawal(key: 1, digest: PageStore.digest(a.staging.page(0)))]), a)
+        #expect(both.first?.failureCode == .limitExceeded)
+        #expect(a.session.domain.unstableCount == 4)
+        // Withdrawing one makes room.
+        let withdraw = harness.send(.mergeLookup(round: 2, flags: [], keys: [], digests: [], withdrawn: [MergeWithdrawal(key: 1, digest: PageStore.digest(a.staging.page(0)))]), a)
+        #expect(withdraw.first?.kind == .mergeResults)
+        let room = harness.send(.mergeScan(round: 2, flags: [], stagingPage: 4, keys: [5]), a)
+        #expect(room.first?.kind == .mergeResults)
         let other = try harness.client(pid: 2)
         other.staging.fill(0, id: 100)
-        let pair = harness.send(.mergeScan(round: 1, flags: [], stagingPage: 0, keys: [9]), other)
+        other.staging.fill(1, id: 101)
+        let pair = harness.send(.mergeScan(round: 1, flags: [], stagingPage: 0, keys: [9, 10]), other)
         guard case .mergeResults(let outcomes, _) = pair.first else { Issue.record("no results"); return }
-        #expect(outcomes.first?.page == nil, "the first client's old-round entries are gone: nothing to pair with")
+        #expect(outcomes.first?.page == nil, "the first client withdrew its page of 100: nothing to pair with")
+        #expect(outcomes.last?.page != nil, "its page of 101 is still filed")
+        #expect(harness.service.verify(a.session.domain).isEmpty)
     }
 }
 

@@ -5,12 +5,6 @@ import Testing
 // index and unstable tree without reading a byte of the candidate, asks for the bytes only to
 // make a new pair, and never files a page under a digest it did not compute itself.
 
-private func digest(of id: UInt64) -> UInt64 {
-    let buffer = PageBuffer(pages: 1)
-    buffer.fill(0, id: id)
-    return PageStore.digest(buffer.page(0))
-}
-
 private func addresses(_ base: UInt64, _ count: Int) -> [UInt64] {
     (0..<count).map { base + UInt64($0) * 4096 }
 }
@@ -188,6 +182,28 @@ struct MergeLookupTests {
         let replies = f.send(.mergeLookup(round: 1, flags: [], keys: Array(repeating: 1, count: n), digests: Array(repeating: 2, count: n)), a)
         guard case .failure(let code, _)? = replies.first else { Issue.record("\(replies)"); return }
         #expect(code == .limitExceeded)
+    }
+
+    /// Entries stay filed across rounds, so a client's list of the digests it filed under (kept
+    /// for its leaving) would grow with every page it files and withdraws: it is compacted now
+    /// and then, and stays within a slack of the entries.
+    @Test func aClientThatFilesAndWithdrawsForeverKeepsABoundedList() throws {
+        let f = LookupFixture()
+        f.service.unstableHashesSlack = 1024
+        let a = try f.client(pid: 1)
+        for round in UInt32(1)...10_000 {
+            let content = UInt64(round)
+            let withdrawn = round > 1 ? [MergeWithdrawal(key: 0xA000, digest: digest(of: content - 1))] : []
+            let replies = f.send(.mergeLookup(round: round, flags: [], keys: [0xA000, 0xA000 + UInt64(round) * 4096],
+                                              digests: [digest(of: content), digest(of: 1_000_000)], withdrawn: withdrawn), a)
+            guard case .mergeResults(let outcomes, _)? = replies.first else { Issue.record("\(replies)"); return }
+            #expect(outcomes.count == 2)
+        }
+        // One entry of 0xA000, and the pairs of 1_000_000 each round (a key of its own pairs
+        // with the last one's entry, so at most one waits).
+        #expect(a.session.domain.unstableCount <= 2)
+        #expect(a.session.unstableHashes.count <= 4096, "\(a.session.unstableHashes.count) digests listed")
+        #expect(f.service.verify(a.session.domain).isEmpty)
     }
 
     /// A client that sends one page (key and digest) again and again in a round files it once:

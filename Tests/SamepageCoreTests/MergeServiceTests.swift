@@ -443,36 +443,43 @@ struct MergeServiceTests {
 
     // MARK: Scan rounds
 
-    @Test func aNewRoundDropsTheSessionsOldUnstableEntries() throws {
+    /// KSM rebuilds its unstable tree every full scan; here an entry stays filed across the
+    /// client's rounds until the client withdraws it (its page changed or went away), a pair
+    /// takes it, or the client leaves.
+    @Test func unstableEntriesStayAcrossRoundsUntilWithdrawnTakenOrClosed() throws {
         let f = MergeFixture()
         let a = try f.client(pid: 1)
         let b = try f.client(pid: 2)
         let domain = a.session.domain
         #expect(try f.scan(a, round: 1, [5], keys: [0xA000]).outcomes == [.unstable])
-        #expect(try f.scan(a, round: 1, [6], keys: [0xA001]).outcomes == [.unstable]) // same round: both stay
+        #expect(try f.scan(a, round: 1, [6], keys: [0xA001]).outcomes == [.unstable])
         #expect(try f.scan(b, round: 1, [7], keys: [0xB000]).outcomes == [.unstable])
         #expect(domain.unstableCount == 3)
 
-        // a's round 2: its entries for 5 and 6 go; b's entry stays.
+        // a's round 2: its round-1 entries stay.
         #expect(try f.scan(a, round: 2, [8], keys: [0xA002]).outcomes == [.unstable])
-        #expect(domain.unstableCount == 2)
-        f.expectSharing(a, shared: 0, sharing: 0, unshared: 2, usedPages: 0)
-        #expect(try f.scan(b, round: 1, [5], keys: [0xB001]).outcomes == [.unstable]) // a's 5 is gone
-        #expect(f.service.budget.used == 0)
-        #expect(domain.unstableCount == 3)
-        // b's 7 is still there for a.
-        #expect(try f.scan(a, round: 2, [7], keys: [0xA003]).outcomes == [.merge(0)])
-        #expect(b.session.pendingHints == [MergeHint(key: 0xB000, page: 0)])
-        #expect(domain.unstableCount == 2) // a's 8, b's 5
+        #expect(domain.unstableCount == 4)
+        f.expectSharing(a, shared: 0, sharing: 0, unshared: 4, usedPages: 0)
 
-        // Any change of the round number starts a new round, even back to an older one.
-        #expect(try f.scan(a, round: 1, [9], keys: [0xA004]).outcomes == [.unstable])
-        #expect(domain.unstableCount == 2) // a's 8 went, a's 9 came
-        #expect(try f.scan(b, round: 1, [8], keys: [0xB002]).outcomes == [.unstable])
+        // a withdraws 0xA000 (filed under the digest of 5); a withdrawal naming another digest,
+        // or a key never filed, is ignored.
+        let withdrawn = [MergeWithdrawal(key: 0xA000, digest: digest(of: 5)), MergeWithdrawal(key: 0xA001, digest: digest(of: 5)),
+                         MergeWithdrawal(key: 0xDEAD_0000, digest: digest(of: 5))]
+        #expect(f.send(.mergeLookup(round: 2, flags: [], keys: [], digests: [], withdrawn: withdrawn), a)
+                == [.mergeResults([], hints: [])])
         #expect(domain.unstableCount == 3)
-        // A new round keeps merge references: a still holds page 0.
-        #expect(a.session.mergedByPage == [0: 1])
-        f.expectSharing(a, shared: 1, sharing: 1, unshared: 3, usedPages: 1)
+        #expect(try f.scan(b, round: 1, [5], keys: [0xB001]).outcomes == [.unstable])
+        #expect(f.service.budget.used == 0)
+
+        // a's 6, filed in round 1, pairs with b's 6 now; the pair takes it.
+        #expect(try f.scan(b, round: 1, [6], keys: [0xB002]).outcomes == [.merge(0)])
+        #expect(a.session.pendingHints == [MergeHint(key: 0xA001, page: 0)])
+        #expect(domain.unstableCount == 3)
+        f.checkInvariants()
+
+        // A leaving client's entries go with it.
+        f.service.close(a.session)
+        #expect(domain.unstableCount == 2)
         f.checkInvariants()
     }
 
@@ -560,11 +567,14 @@ struct MergeServiceTests {
         _ = try f.scan(a, round: 1, [1, 2], keys: [0xA000, 0xA001])
         _ = try f.scan(b, round: 1, [1], keys: [0xB000]) // hint for a's 0xA000
         #expect(a.session.domain.unstableCount == 1)
-        // A refused request of a new round neither starts the round nor takes the hints.
+        // A refused request neither withdraws, nor files, nor takes the hints.
         f.expectFailure(f.send(.mergeScan(round: 2, flags: [], stagingPage: 2, keys: [0xA002]), a), .badRequest)
         f.expectFailure(f.send(.mergeScan(round: 2, flags: [], stagingPage: 0, keys: keys(0, Service.maxMergeBatch + 1)), a),
                         .limitExceeded)
-        #expect(a.session.scanRound == 1)
+        let withdrawal = [MergeWithdrawal(key: 0xA001, digest: digest(of: 2))]
+        f.expectFailure(f.send(.mergeLookup(round: 2, flags: [], keys: keys(0, Service.maxMergeBatch + 1),
+                                            digests: Array(repeating: 7, count: Service.maxMergeBatch + 1), withdrawn: withdrawal), a),
+                        .limitExceeded)
         #expect(a.session.domain.unstableCount == 1)
         #expect(a.session.pendingHints == [MergeHint(key: 0xA000, page: 0)])
         // a's entry for 2 still pairs.

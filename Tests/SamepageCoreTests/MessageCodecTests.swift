@@ -40,6 +40,8 @@ private let allRequests: [Request] = [
     .putBuffer(upload: 1, buffer: 3, firstPage: 7, pageCount: 2, digests: [1, .max]),
     .detachBuffer(buffer: .max),
     .mergeLookup(round: 9, flags: .useZeroPages, keys: [0x7F00_0000_1000, 0], digests: [.max, 0x1234_5678_9ABC_DEF0]),
+    .mergeLookup(round: 3, flags: [], keys: [0x1000], digests: [7], withdrawn: [MergeWithdrawal(key: 0x2000, digest: .max), MergeWithdrawal(key: 0, digest: 1)]),
+    .mergeLookup(round: 4, flags: .stableOnly, keys: [], digests: [], withdrawn: [MergeWithdrawal(key: 0x3000, digest: 42)]),
     .mergeRelease(pages: []),
     .mergeRelease(pages: [0, 5, 5, .max - 2]),
     .scanReport(ScanReport()),

@@ -168,3 +168,10 @@ class ServiceHarness {
 
     func backing(_ client: SessionClient) -> MemoryBacking { registry.made[client.session.domain.name]! }
 }
+
+/// The digest (XXH3-64, seed 0) of the page `Content.fill` makes for `id`.
+func digest(of id: UInt64) -> UInt64 {
+    let buffer = PageBuffer(pages: 1)
+    buffer.fill(0, id: id)
+    return PageStore.digest(buffer.page(0))
+}

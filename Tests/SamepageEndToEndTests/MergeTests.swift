@@ -277,6 +277,46 @@ struct MergeTests {
         finish((a, aIn), (b, bIn))
     }
 
+    /// KSM rebuilds its unstable tree every full scan and files every unchanged page again;
+    /// Samepage's entries stay filed while their pages stay unchanged, so a process at rest sends
+    /// none of its unique pages again (one request a full scan, for the hints, however many
+    /// slices). A page written is withdrawn by the next scan and filed again once it holds
+    /// still; a partner that comes later pairs with the pages still waiting.
+    @Test("unique pages wait in the unstable tree without being sent again; a write withdraws one",
+          arguments: ["track_writes=1", "track_writes=0"])
+    func filedPagesWaitUntilWritten(mode: String) throws {
+        let server = try ServerProcess(regionSize: "256M")
+        defer { server.stop() }
+        let pages = 4 * 512  // four slices
+        let (a, aIn, aOut, _) = try startMerger(server, pages: pages, distinct: pages, seed: 41, scans: 3,
+                                                parameters: [mode, "smart_scan=0"])
+        #expect(try server.statistics()["pages_unshared"] == Int64(pages))
+        func requests(_ process: Process) throws -> Int {
+            let entry = try server.clients().clients.first { $0["pid"] as? Int == Int(process.processIdentifier) }
+            return try #require(entry?["requests_served"] as? Int)
+        }
+        let before = try requests(a)
+        _ = send("scan 8", to: aIn, reading: aOut)
+        let sent = try requests(a) - before
+        #expect(sent <= 8 + 2, "\(sent) requests for 8 full scans of 4 slices at rest")
+        #expect(try server.statistics()["pages_unshared"] == Int64(pages))
+
+        #expect(send("write 7", to: aIn, reading: aOut) == "ok")
+        _ = send("scan 1", to: aIn, reading: aOut)
+        #expect(try server.statistics()["pages_unshared"] == Int64(pages - 1), "the written page was withdrawn")
+        _ = send("scan 1", to: aIn, reading: aOut)
+        #expect(try server.statistics()["pages_unshared"] == Int64(pages), "and filed again once it held still")
+
+        // B holds A's original contents; A is at rest. Page 7 alone differs now.
+        let (b, bIn, bOut, bLine) = try startMerger(server, pages: pages, distinct: pages, seed: 41, scans: 2)
+        #expect(field(bLine, "merging_pages") == pages - 1, "\(bLine)")
+        let aAfter = send("scan 1", to: aIn, reading: aOut)
+        #expect(field(aAfter, "merging_pages") == pages - 1, "\(aAfter)")
+        #expect(send("check", to: aIn, reading: aOut) == "ok")
+        #expect(send("check", to: bIn, reading: bOut) == "ok")
+        finish((a, aIn), (b, bIn))
+    }
+
     /// Resident kilobytes of a process's staging memory (its memfd mapping, from smaps).
     func stagingResidentKiB(_ pid: Int32) throws -> Int? {
         // /proc files have no size: read to the end rather than by length.

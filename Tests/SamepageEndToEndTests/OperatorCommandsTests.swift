@@ -53,18 +53,6 @@ struct OperatorCommandsTests {
         }
     }
 
-    /// `samepage clients --json`, parsed (as nobody with `asNobody`).
-    func clientsJSON(_ server: ServerProcess, asNobody: Bool = false) throws -> (total: Int, clients: [[String: Any]]) {
-        let arguments = ["clients", "--json", "--socket", server.socket]
-        let result = asNobody
-            ? try Command.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Binaries.samepage] + arguments)
-            : try Command.run(Binaries.samepage, arguments)
-        guard result.status == 0, let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any],
-              let total = object["total"] as? Int, let clients = object["clients"] as? [[String: Any]]
-        else { throw TestFailure("clients --json: \(result.status) \(result.stdout) \(result.stderr)") }
-        return (total, clients)
-    }
-
     @Test("clients lists the domain's clients with their pids and objects, and no client of another domain",
           .enabled(if: getuid() == 0, "running a client as another uid needs root"))
     func clientsOfOneDomain() throws {
@@ -78,7 +66,7 @@ struct OperatorCommandsTests {
         let stranger = try HoldingClient(socket: server.socket, ids: theirs, asUID: 65534)
         defer { first.stop(); second.stop(); stranger.stop() }
 
-        let (total, clients) = try clientsJSON(server)
+        let (total, clients) = try server.clients()
         let others = clients.filter { $0["self"] as? Bool == false }
         #expect(total == 3, "two holders and this command: \(clients)")
         #expect(Set(others.compactMap { $0["pid"] as? Int }) == [Int(first.pid), Int(second.pid)])
@@ -102,7 +90,7 @@ struct OperatorCommandsTests {
         #expect(!table.stdout.contains(String(stranger.pid)))
 
         // Nobody's view: its own holder and itself, nothing of root's domain.
-        let (nobodyTotal, nobodyClients) = try clientsJSON(server, asNobody: true)
+        let (nobodyTotal, nobodyClients) = try server.clients(asNobody: true)
         #expect(nobodyTotal == 2)
         #expect(nobodyClients.contains { $0["pid"] as? Int == Int(stranger.pid) && $0["objects_mapped"] as? Int == 1 })
         #expect(!nobodyClients.contains { [Int(first.pid), Int(second.pid)].contains($0["pid"] as? Int ?? -1) })
@@ -110,7 +98,7 @@ struct OperatorCommandsTests {
 
         // A client that goes away leaves the list.
         second.stop()
-        #expect(try clientsJSON(server).clients.map { $0["pid"] as? Int }.contains(Int(second.pid)) == false)
+        #expect(try server.clients().clients.map { $0["pid"] as? Int }.contains(Int(second.pid)) == false)
     }
 
     @Test("top -n 2 --interval 0.2 prints two frames with the statistics and the clients")

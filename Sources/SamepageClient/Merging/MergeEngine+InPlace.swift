@@ -169,6 +169,7 @@ extension MergeEngine {
                 changesThisScan += mapped
                 for i in 0..<mapped {
                     range.state[index + i] = .merged
+                    unfile(range, index + i)
                     range.region[index + i] = page + PageNumber(i)
                 }
                 failed += (mapped..<count).map { page + PageNumber($0) }

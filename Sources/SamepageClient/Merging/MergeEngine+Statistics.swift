@@ -48,7 +48,7 @@ extension MergeEngine {
                     if state == .merged { s.mergingPages += 1 } else if state == .zero { s.zeroPages += 1 }
                 }
             }
-            s.processProfit = (s.mergingPages + s.zeroPages) * 4096 - s.rmapItems * 16
+            s.processProfit = (s.mergingPages + s.zeroPages) * 4096 - s.rmapItems * MergeRange.bytesPerPage
             s.mergeAny = mergeAny
             s.fullScans = fullScans
             s.pagesScanned = pagesScanned

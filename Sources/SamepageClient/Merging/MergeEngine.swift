@@ -22,6 +22,11 @@ import SamepageSystem
 //     staging and sent (`mergeScan`);
 //   - the server answers merge (with a region page), zero or unstable, plus hints: merges of
 //     pages of earlier slices that found their pair now (see ServiceMerging.swift);
+//   - a page answered unstable stays filed in the server's unstable tree (`MergeRange.filed`)
+//     and is not sent again while it stays unchanged; the scan that sees it written, changed or
+//     gone withdraws it (`unfile`) with its next request. KSM rebuilds its tree every scan
+//     instead, filing every unchanged page again: a process at rest sent all its unique pages
+//     in every scan;
 //   - merges are applied in place, longest runs first, within the VMA budget.
 // So a page merges with a stored page at its first scan, and makes a new pair at its second at
 // the earliest, as in KSM.
@@ -130,6 +135,9 @@ final class MergeEngine: @unchecked Sendable {
     /// References of pages found unshared outside a scan (by `statistics`), dropped with the next
     /// scan's requests.
     var pendingReleases: [PageNumber] = []
+    /// Keys of pages filed in the unstable tree that changed or went away: withdrawn with the
+    /// next scan request (see `unfile`).
+    var pendingWithdrawals: [MergeWithdrawal] = []
     /// Pages read and checked per scan request: 2 MiB. Only the pages whose bytes the server asks
     /// for go through staging, and the staging pages are given back after each full scan: a
     /// scanning process keeps at most this much of staging resident, and only while it scans.
@@ -210,6 +218,7 @@ final class MergeEngine: @unchecked Sendable {
                 let from = start > range.start ? Int((start - range.start) / 4096) : 0
                 let to = end < range.end ? Int((end - range.start) / 4096) : range.pageCount
                 releases += unmerge(range, from, to)
+                for i in from..<to { unfile(range, i) }
                 if range.tracksWrites { writeTracker?.untrack(start: range.address(from), length: (to - from) * 4096) }
                 if from > 0 { kept.append(range.slice(0, from)) }
                 if to < range.pageCount { kept.append(range.slice(to, range.pageCount)) }
@@ -292,7 +301,7 @@ final class MergeEngine: @unchecked Sendable {
         while budget > 0 {
             guard !ranges.isEmpty else { return false }
             if cursorRange >= ranges.count {
-                if scanRequestsThisScan == 0 { try collectHints() }
+                if scanRequestsThisScan == 0 || !pendingWithdrawals.isEmpty { try collectHints() }
                 completeFullScan()
                 return true
             }
@@ -348,13 +357,14 @@ final class MergeEngine: @unchecked Sendable {
 
     /// Merges that other processes' scans made with this process's pages wait at the server as
     /// hints, delivered with this process's next scan request. A full scan that sent none (every
-    /// page merged, unchanged and skipped, or volatile) asks once with an empty look-up, so that
-    /// a hint waits one full scan at most, and the server's figures (which count a hinted page as
-    /// shared) do not run ahead of the process's memory.
+    /// page merged, filed and unchanged, skipped, or volatile: a process at rest) asks once with
+    /// an empty look-up, so that a hint waits one full scan at most, and the server's figures
+    /// (which count a hinted page as shared) do not run ahead of the process's memory; so does
+    /// one that has withdrawals left to send.
     private func collectHints() throws(SamepageError) {
         try client.stagingLock.withLock { () throws(SamepageError) in
             let round = UInt32(truncatingIfNeeded: fullScans + 1)
-            let (_, hints) = try client.mergeLookup(round: round, flags: [], keys: [], digests: [])
+            let (_, hints) = try client.mergeLookup(round: round, flags: [], keys: [], digests: [], withdrawn: takeWithdrawals())
             let hinted = mergesAndReleases(forHints: hints)
             try release(hinted.releases + applyMerges(hinted.merges))
         }
@@ -365,13 +375,30 @@ final class MergeEngine: @unchecked Sendable {
         var merges: [PendingMerge] = []
         var releases: [PageNumber] = []
         for hint in hints {
-            if let (hinted, index) = locate(UInt(hint.key)), hinted.state[index] == .normal {
+            let located = locate(UInt(hint.key))
+            // The pair took the page's entry out of the unstable tree.
+            if let (hinted, index) = located { hinted.filed[index] = false }
+            if let (hinted, index) = located, hinted.state[index] == .normal {
                 merges.append((hinted, index, hint.page))
             } else {
                 releases.append(hint.page)
             }
         }
         return (merges, releases)
+    }
+
+    /// A filed page that changed or went away: its entry is withdrawn with the next request, so
+    /// that the unstable tree holds only pages as they were when sent. Called before the page's
+    /// digest changes: the entry is filed under the digest it was sent with.
+    func unfile(_ range: MergeRange, _ index: Int) {
+        guard range.filed[index] else { return }
+        range.filed[index] = false
+        pendingWithdrawals.append(MergeWithdrawal(key: UInt64(range.address(index)), digest: range.digest[index]))
+    }
+
+    private func takeWithdrawals() -> [MergeWithdrawal] {
+        defer { pendingWithdrawals.removeAll() }
+        return pendingWithdrawals
     }
 
     private func completeFullScan() {
@@ -421,7 +448,10 @@ final class MergeEngine: @unchecked Sendable {
             if tracking != range.tracksWrites {
                 mustWalk = true
                 range.tracksWrites = tracking
-                for i in 0..<range.pageCount { range.digest[i] = MergeRange.unseen }
+                for i in 0..<range.pageCount {
+                    unfile(range, i)
+                    range.digest[i] = MergeRange.unseen
+                }
             }
         }
         if !parameters.trackWrites { writeTracker = nil }
@@ -499,14 +529,19 @@ final class MergeEngine: @unchecked Sendable {
             if !collected {
                 // The kernel stopped answering for this range: checksums from now on.
                 range.tracksWrites = false
-                for i in 0..<range.pageCount { range.digest[i] = MergeRange.unseen }
+                for i in 0..<range.pageCount {
+                    unfile(range, i)
+                    range.digest[i] = MergeRange.unseen
+                }
             }
         }
         let slice = range.state[from..<to]
-        if collected && slice.allSatisfy({ $0 == .merged }) && !states.contains(where: { $0 != 0 })
+        if collected && !states.contains(where: { $0 != 0 })
+            && (from..<to).allSatisfy({ range.state[$0] == .merged || range.filed[$0] })
             && maps.allMergeable(from: range.address(from), to: range.address(to)) {
-            // Every page merged, in mappings still open to merging, and none written since the
-            // last scan: nothing can have changed (a converged process's scans are mostly this).
+            // Every page merged or filed in the unstable tree, in mappings still open to merging,
+            // and none written since the last scan: nothing can have changed, and nothing is to
+            // be sent (a converged process's scans are mostly this).
             pagesScanned += count
             try release([])
             return
@@ -593,6 +628,7 @@ final class MergeEngine: @unchecked Sendable {
             pagesScanned += 1
             guard readable[offset], mergeable.isMergeable(range.address(index)) else {
                 pagesSkipped += 1
+                unfile(range, index)
                 continue
             }
             switch range.state[index] {
@@ -612,16 +648,26 @@ final class MergeEngine: @unchecked Sendable {
                 }
             case .normal:
                 // Not resident: nothing to merge, and not read (it keeps what the scans knew).
-                guard resident(offset) else { continue }
+                guard resident(offset) else {
+                    unfile(range, index)
+                    continue
+                }
+                // Filed in the unstable tree and not written since: it waits there as it is.
+                if tracksWrites && range.filed[index] && states[offset] & PageState.written == 0 { continue }
                 if parameters.smartScan && range.skip[index] > 0 {
                     range.skip[index] -= 1
                     pagesSkipped += 1
                     // A write while skipped is remembered: the page is read afresh when next seen.
-                    if tracksWrites && states[offset] & PageState.written != 0 { range.digest[index] = MergeRange.seen }
+                    if tracksWrites && states[offset] & PageState.written != 0 {
+                        unfile(range, index)
+                        range.digest[index] = MergeRange.seen
+                    }
                     continue
                 }
                 if tracksWrites {
-                    switch trackedLook(index) {
+                    let look = trackedLook(index)
+                    if look != .knownCandidate { unfile(range, index) }
+                    switch look {
                     case .firstSight:
                         let digest = pageDigests[offset]
                         range.digest[index] = max(digest, MergeRange.seen)
@@ -648,6 +694,7 @@ final class MergeEngine: @unchecked Sendable {
                 // (unchanged, or the page is volatile), and it is the digest the server looks up.
                 let digest = pageDigests[offset]
                 if digest != range.digest[index] || digest <= MergeRange.seen {
+                    unfile(range, index)
                     range.digest[index] = digest
                     volatileThisScan += 1
                     if digest > MergeRange.seen && storesPages() {
@@ -656,6 +703,7 @@ final class MergeEngine: @unchecked Sendable {
                     }
                     continue
                 }
+                if range.filed[index] { continue }
                 candidates.append(index)
                 digests.append(digest)
             }
@@ -668,7 +716,8 @@ final class MergeEngine: @unchecked Sendable {
         var hints: [MergeHint] = []
         if !stableOnly.isEmpty {
             let keys = stableOnly.map { UInt64(range.address($0)) }
-            let (outcomes, moreHints) = try client.mergeLookup(round: round, flags: flags.union(.stableOnly), keys: keys, digests: stableOnlyDigests)
+            let (outcomes, moreHints) = try client.mergeLookup(round: round, flags: flags.union(.stableOnly), keys: keys, digests: stableOnlyDigests,
+                                                               withdrawn: takeWithdrawals())
             scanRequestsThisScan += 1
             guard outcomes.count == stableOnly.count else { throw .protocolViolation("scan reply of the wrong length") }
             for (index, outcome) in zip(stableOnly, outcomes) {
@@ -679,10 +728,13 @@ final class MergeEngine: @unchecked Sendable {
         if !candidates.isEmpty {
             let keys = candidates.map { UInt64(range.address($0)) }
             // By digest first: pages already stored cost the server no byte of reading.
-            var (outcomes, moreHints) = try client.mergeLookup(round: round, flags: flags, keys: keys, digests: digests)
+            var (outcomes, moreHints) = try client.mergeLookup(round: round, flags: flags, keys: keys, digests: digests, withdrawn: takeWithdrawals())
             scanRequestsThisScan += 1
             hints += moreHints
             guard outcomes.count == candidates.count else { throw .protocolViolation("scan reply of the wrong length") }
+            // The candidates the server filed in the unstable tree (a page whose bytes it asked
+            // for is filed, or not, by the `mergeScan` that sends them).
+            var filed = outcomes.map { $0 == .unstable }
             // Pages whose digest pairs with an unstable entry: the server needs their bytes to
             // store the pair's page. They are copied to the front of staging and sent.
             var wanted: [Int] = []
@@ -707,10 +759,14 @@ final class MergeEngine: @unchecked Sendable {
                 changesThisScan += wanted.count
                 let (sent, moreHints) = try client.mergeScan(round: round, flags: flags, keys: wanted.map { keys[$0] })
                 guard sent.count == wanted.count else { throw .protocolViolation("scan reply of the wrong length") }
-                for (slot, i) in wanted.enumerated() { outcomes[i] = sent[slot] == .needContent ? .unstable : sent[slot] }
+                for (slot, i) in wanted.enumerated() {
+                    outcomes[i] = sent[slot] == .needContent ? .unstable : sent[slot]
+                    filed[i] = sent[slot] == .unstable
+                }
                 hints += moreHints
             }
-            for (index, outcome) in zip(candidates, outcomes) {
+            for (k, (index, outcome)) in zip(candidates, outcomes).enumerated() {
+                range.filed[index] = filed[k]
                 if let page = outcome.page {
                     merges.append((range, index, page))
                     range.misses[index] = 0
@@ -762,8 +818,12 @@ final class MergeEngine: @unchecked Sendable {
     private func followReconnect() throws(SamepageError) {
         let region = try client.makeRegionView()
         guard region.generation != generation else { return }
-        for range in ranges { _ = unmerge(range, 0, range.pageCount) }
+        for range in ranges {
+            _ = unmerge(range, 0, range.pageCount)
+            range.filed = Array(repeating: false, count: range.pageCount)
+        }
         pendingReleases.removeAll()
+        pendingWithdrawals.removeAll()
         regionView = region.view
         regionBytes = region.bytes
         generation = region.generation
@@ -793,7 +853,9 @@ final class MergeEngine: @unchecked Sendable {
         }
         for range in ranges {
             _ = unmerge(range, 0, range.pageCount)
+            range.filed = Array(repeating: false, count: range.pageCount)
         }
+        pendingWithdrawals.removeAll()
         cursorRange = 0
         cursorPage = 0
         fullScans = 0

@@ -1,5 +1,5 @@
 /// One range of mergeable memory and the scanner's state for each of its pages: what KSM keeps
-/// in its rmap items (16 bytes a page here).
+/// in its rmap items (17 bytes a page here).
 final class MergeRange {
     enum State: UInt8 {
         case normal
@@ -24,8 +24,14 @@ final class MergeRange {
     /// smart_scan: consecutive scans without a merge, and scans still to skip.
     var misses: [UInt8]
     var skip: [UInt8]
+    /// Whether the page is filed in the server's unstable tree (under `digest`): it stays filed,
+    /// and is not sent again, until a scan sees it changed or gone and withdraws it.
+    var filed: [Bool]
 
     typealias PageNumberValue = UInt32
+
+    /// The state kept per page: digest, state, region page, misses, skip, filed.
+    static let bytesPerPage = 8 + 1 + 4 + 1 + 1 + 1
 
     init(start: UInt, pageCount: Int) {
         self.start = start
@@ -35,6 +41,7 @@ final class MergeRange {
         region = Array(repeating: 0, count: pageCount)
         misses = Array(repeating: 0, count: pageCount)
         skip = Array(repeating: 0, count: pageCount)
+        filed = Array(repeating: false, count: pageCount)
     }
 
     var end: UInt { start + UInt(pageCount) * 4096 }
@@ -54,6 +61,7 @@ final class MergeRange {
         piece.region = Array(region[from..<to])
         piece.misses = Array(misses[from..<to])
         piece.skip = Array(skip[from..<to])
+        piece.filed = Array(filed[from..<to])
         return piece
     }
 }

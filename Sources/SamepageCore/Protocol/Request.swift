@@ -4,7 +4,7 @@
 /// Uploads are named by the client (`upload`, unique per connection) so that a client can send
 /// `putBegin`, many `putPages` and `putCommit` back to back without waiting for each reply.
 public enum Request: Equatable, Sendable {
-    public static let version: UInt32 = 2
+    public static let version: UInt32 = 3
 
     /// First message of every connection. Carries the client's staging memfd as SCM_RIGHTS; it
     /// must be sealed against shrinking (`F_SEAL_SHRINK`), or the server refuses it.
@@ -25,7 +25,8 @@ public enum Request: Equatable, Sendable {
     /// Mergeable memory: `keys.count` candidate pages of the client's own memory (pages whose
     /// checksum did not change since the last scan), copied to consecutive staging pages from
     /// `stagingPage`. `keys` are the client's names for them (their addresses). `round` is the
-    /// client's full-scan number: entries it left in the unstable tree in earlier rounds expire.
+    /// client's full-scan number (a promise of bytes holds other clients up for one round of
+    /// theirs, see UnstableTree); entries it files stay until withdrawn (`mergeLookup`).
     case mergeScan(round: UInt32, flags: MergeFlags, stagingPage: UInt32, keys: [UInt64])
     /// Drops one reference this connection holds on each region page (an unmerge, a broken COW,
     /// a merge the client could not complete).
@@ -42,8 +43,11 @@ public enum Request: Equatable, Sendable {
     case clients
     /// Mergeable memory, the fast way in: candidates by digest only (64-bit XXH3, seed 0, of each
     /// page; `keys` are the pages' addresses as in `mergeScan`). Answered by `mergeResults`,
-    /// whose outcomes may say `needContent`: send that page's bytes with `mergeScan`.
-    case mergeLookup(round: UInt32, flags: MergeFlags, keys: [UInt64], digests: [UInt64])
+    /// whose outcomes may say `needContent`: send that page's bytes with `mergeScan`. A candidate
+    /// answered `.unstable` stays filed in the unstable tree until the client lists it in
+    /// `withdrawn` (removed before the candidates are looked at), a pair takes it, or the
+    /// client leaves.
+    case mergeLookup(round: UInt32, flags: MergeFlags, keys: [UInt64], digests: [UInt64], withdrawn: [MergeWithdrawal] = [])
     /// Lends the server a shared buffer: a memfd of the client's (SCM_RIGHTS), sealed against
     /// shrinking, that the client writes objects into and puts without copying them through
     /// staging. `buffer` is the client's name for it, unique per connection.
@@ -106,12 +110,14 @@ public enum Request: Equatable, Sendable {
             w.write(stagingPage)
             w.write(UInt32(keys.count))
             w.write(count: keys.count) { keys[$0] }
-        case .mergeLookup(let round, let flags, let keys, let digests):
+        case .mergeLookup(let round, let flags, let keys, let digests, let withdrawn):
             precondition(keys.count == digests.count)
             w.write(round)
             w.write(flags.rawValue)
             w.write(UInt32(keys.count))
             w.write(count: 2 * keys.count) { $0 & 1 == 0 ? keys[$0 >> 1] : digests[$0 >> 1] }
+            w.write(UInt32(withdrawn.count))
+            w.write(count: 2 * withdrawn.count) { $0 & 1 == 0 ? withdrawn[$0 >> 1].key : withdrawn[$0 >> 1].digest }
         case .attachBuffer(let buffer), .detachBuffer(let buffer):
             w.write(buffer)
         case .putBuffer(let upload, let buffer, let firstPage, let pageCount, let digests):
@@ -196,7 +202,12 @@ public enum Request: Equatable, Sendable {
                 keys.append(try r.read())
                 digests.append(try r.read())
             }
-            request = .mergeLookup(round: round, flags: flags, keys: keys, digests: digests)
+            let withdrawnCount: UInt32 = try r.read()
+            guard Int(withdrawnCount) <= r.remaining / 16 else { throw .truncated }
+            var withdrawn: [MergeWithdrawal] = []
+            withdrawn.reserveCapacity(Int(withdrawnCount))
+            for _ in 0..<withdrawnCount { withdrawn.append(MergeWithdrawal(key: try r.read(), digest: try r.read())) }
+            request = .mergeLookup(round: round, flags: flags, keys: keys, digests: digests, withdrawn: withdrawn)
         default: throw .unknownKind(frame.header.kind)
         }
         try r.expectEnd()
@@ -271,6 +282,17 @@ public struct ScanReport: Equatable, Sendable {
         zeroPages = try r.read()
         mergingPages = try r.read()
         rmapItems = try r.read()
+    }
+}
+
+/// (`mergeLookup`.) A page of the client's filed in the unstable tree that changed or went away:
+/// its key, and the digest it was filed under.
+public struct MergeWithdrawal: Equatable, Sendable {
+    public var key: UInt64
+    public var digest: UInt64
+    public init(key: UInt64, digest: UInt64) {
+        self.key = key
+        self.digest = digest
     }
 }
 

@@ -4,6 +4,9 @@ public final class Service {
     public let regionBytes: UInt64
     public let budget: PageBudget
     public var limits = SessionLimits()
+    /// Digests a client's list (Session.unstableHashes) may hold before it is first compacted
+    /// (see `compactUnstableHashes`); tests make it small.
+    var unstableHashesSlack = 1 << 16
     /// Called when a request runs into a cap (the request is refused as well).
     public var onLimitHit: ((LimitKind, Session) -> Void)?
     /// Answers `verify` (tests and diagnosis; it walks every page of the domain).
@@ -95,8 +98,8 @@ public final class Service {
             return [.clientList(clientList(for: session))]
         case .mergeScan(let round, let flags, let stagingPage, let keys):
             return try mergeScan(round: round, flags: flags, stagingPage: stagingPage, keys: keys, session: session)
-        case .mergeLookup(let round, let flags, let keys, let digests):
-            return try mergeLookup(round: round, flags: flags, keys: keys, digests: digests, session: session)
+        case .mergeLookup(let round, let flags, let keys, let digests, let withdrawn):
+            return try mergeLookup(round: round, flags: flags, keys: keys, digests: digests, withdrawn: withdrawn, session: session)
         case .mergeRelease(let pages):
             return try mergeRelease(pages, session: session)
         case .scanReport(let report):

@@ -12,7 +12,8 @@
 //      bytes (`mergeScan`) and the pair is made there; until its next request, the client holds
 //      the digest's promise, and another client's page of that digest is filed as an entry
 //      (`.unstable`) rather than asked for bytes that would only repeat the first's;
-//   4. otherwise -> `.unstable`: filed in the unstable tree (by digest) until a partner comes.
+//   4. otherwise -> `.unstable`: filed in the unstable tree (by digest) until a partner comes,
+//      the client withdraws it (`withdrawn`: its page changed or went away), or the client leaves.
 // With `.stableOnly` (pages read for the first time or changed since the last scan, which KSM
 // still searches its stable tree for) only step 2 applies; anything else is `.unstable`, unfiled.
 // With the bytes (`mergeScan`), copied into memory the server owns:
@@ -46,7 +47,7 @@ extension Service {
         }
         let domain = session.domain
         let store = domain.store
-        try beginScanRequest(round: round, candidates: keys.count, session: session)
+        try beginScanRequest(candidates: keys.count, withdrawn: [], session: session)
         var outcomes: [MergeOutcome] = []
         outcomes.reserveCapacity(keys.count)
         var hints = session.pendingHints
@@ -76,11 +77,10 @@ extension Service {
                                             wantedAhead: UInt64(keys.count - index), readAgain: false)
                 } catch {
                     // Region full: nothing merges; both stay candidates.
-                    domain.unstable.insert(hash: digest, partner)
-                    if domain.unstable.insert(hash: digest, me) {
-                        session.unstableHashes.append(digest)
-                        session.unstableEntries += 1
+                    if let owner = partner.session == session.id ? session : domain.sessions[partner.session] {
+                        fileUnstable(partner, digest: digest, session: owner)
                     }
+                    fileUnstable(me, digest: digest, session: session)
                     outcomes.append(.unstable)
                     continue
                 }
@@ -108,14 +108,15 @@ extension Service {
         return [.mergeResults(outcomes, hints: takeHints(hints, session: session))]
     }
 
-    func mergeLookup(round: UInt32, flags: MergeFlags, keys: [UInt64], digests: [UInt64], session: Session) throws(RequestFailure) -> [Reply] {
+    func mergeLookup(round: UInt32, flags: MergeFlags, keys: [UInt64], digests: [UInt64], withdrawn: [MergeWithdrawal],
+                     session: Session) throws(RequestFailure) -> [Reply] {
         guard keys.count <= Self.maxMergeBatch else {
             throw limitReached(.scanBatch, session, "more than \(Self.maxMergeBatch) candidates in one scan request")
         }
         let domain = session.domain
         let store = domain.store
         let stableOnly = flags.contains(.stableOnly)
-        try beginScanRequest(round: round, candidates: stableOnly ? 0 : keys.count, session: session)
+        try beginScanRequest(candidates: stableOnly ? 0 : keys.count, withdrawn: withdrawn, session: session)
         var outcomes: [MergeOutcome] = []
         outcomes.reserveCapacity(keys.count)
         for (index, (key, digest)) in zip(keys, digests).enumerated() {
@@ -159,19 +160,30 @@ extension Service {
         return [.mergeResults(outcomes, hints: takeHints(hints, session: session))]
     }
 
-    /// The checks and bookkeeping every scan request starts with.
-    private func beginScanRequest(round: UInt32, candidates: Int, session: Session) throws(RequestFailure) {
+    /// The checks and bookkeeping every scan request starts with: the cap on entries filed,
+    /// checked against the candidates sent (a client at the cap sends its withdrawals alone),
+    /// then the entries the client withdraws (their pages changed or went away; entries not
+    /// filed are ignored).
+    private func beginScanRequest(candidates: Int, withdrawn: [MergeWithdrawal], session: Session) throws(RequestFailure) {
         withdrawPromises(of: session)
-        if round != session.scanRound {
-            // A new full scan: KSM rebuilds its unstable tree; drop this client's old entries.
-            session.domain.unstable.removeAll(of: session.id, hashes: session.unstableHashes)
-            session.unstableHashes.removeAll(keepingCapacity: true)
-            session.unstableEntries = 0
-            session.scanRound = round
+        if session.unstableHashes.count + candidates > limits.maxUnstableEntries { compactUnstableHashes(session) }
+        guard session.unstableHashes.count + candidates <= limits.maxUnstableEntries else {
+            throw limitReached(.unstable, session, "more than \(limits.maxUnstableEntries) candidates filed at once")
         }
-        guard session.unstableEntries + candidates <= limits.maxUnstableEntries else {
-            throw limitReached(.unstable, session, "more than \(limits.maxUnstableEntries) candidates in one scan round")
-        }
+        guard !withdrawn.isEmpty else { return }
+        for w in withdrawn { session.domain.unstable.remove(hash: w.digest, UnstableTree.Entry(session: session.id, key: w.key)) }
+        session.domain.unstable.shrinkIfSparse()
+    }
+
+    /// Drops from a client's list of digests those it has no entry under any more (taken by
+    /// pairs, withdrawn) and the repeats; done when the list has grown fourfold since the last
+    /// time (and past `unstableHashesSlack`), or would pass the cap on entries: a probe per
+    /// entry filed at most, none at all for a client that files fewer than the slack.
+    func compactUnstableHashes(_ session: Session) {
+        let domain = session.domain, id = session.id
+        var seen = Set<UInt64>()
+        session.unstableHashes.removeAll { !domain.unstable.hasEntry(of: id, hash: $0) || !seen.insert($0).inserted }
+        session.unstableHashesCompacted = session.unstableHashes.count
     }
 
     private func withdrawPromises(of session: Session) {
@@ -183,7 +195,7 @@ extension Service {
     private func fileUnstable(_ entry: UnstableTree.Entry, digest: UInt64, session: Session) {
         guard session.domain.unstable.insert(hash: digest, entry) else { return }
         session.unstableHashes.append(digest)
-        session.unstableEntries += 1
+        if session.unstableHashes.count >= max(unstableHashesSlack, 4 * session.unstableHashesCompacted) { compactUnstableHashes(session) }
     }
 
     /// The hints one reply carries; the rest wait for the next scan request.

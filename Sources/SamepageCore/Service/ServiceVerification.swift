@@ -43,10 +43,17 @@ extension Service {
             }
         }
         // Unstable entries and promises belong to connected clients, and go with them.
-        let filed = domain.sessions.values.reduce(0) { $0 + $1.unstableEntries }
         let promised = domain.sessions.values.reduce(0) { $0 + $1.promisedHashes.count }
-        if domain.unstable.count > filed {
-            problems.append("\(domain.unstable.count) unstable entries, \(filed) filed by connected clients")
+        // Every entry is listed under its client, for its leaving (the list may hold more).
+        for (id, digests) in domain.unstable.digestsBySession() {
+            guard let session = domain.sessions[id] else {
+                problems.append("\(digests.count) unstable entries of client \(id), which is not connected")
+                continue
+            }
+            let listed = Set(session.unstableHashes)
+            if let missing = digests.first(where: { !listed.contains($0) }) {
+                problems.append("client \(id) has an unstable entry under digest \(missing) it does not list")
+            }
         }
         if domain.unstable.promiseCount > promised {
             problems.append("\(domain.unstable.promiseCount) promises, \(promised) made by connected clients")

@@ -26,12 +26,13 @@ public final class Session {
     var merged = MergeReferences()
     /// Merges asked of this client's pages by other clients' scans, delivered with its next scan.
     var pendingHints: [MergeHint] = []
-    var scanRound: UInt32 = 0
-    /// Hashes under which this client filed unstable-tree entries this round (a hash may be
-    /// listed twice; removing its entries twice is harmless).
+    /// Digests under which this client filed unstable-tree entries, for its leaving: an entry
+    /// stays until the client withdraws it (its page changed), a pair takes it, or the client
+    /// leaves (see UnstableTree). Digests of entries gone since are dropped from the list now and
+    /// then (`Service.compactUnstableHashes`); its length bounds the client's entries.
     var unstableHashes: [UInt64] = []
-    /// Unstable-tree entries filed by this client in its current scan round.
-    var unstableEntries = 0
+    /// The list's length after its last compaction.
+    var unstableHashesCompacted = 0
     /// Digests whose bytes this client was asked for in its last scan request (UnstableTree's
     /// promises), withdrawn at its next.
     var promisedHashes: [UInt64] = []
@@ -78,8 +79,8 @@ public struct SessionLimits: Sendable, Equatable {
     public var maxUploads = 64
     /// Objects one connection may have mapped at once.
     public var maxMappings = 1 << 16
-    /// Mergeable-memory candidates one connection may leave in the unstable tree in one scan
-    /// round (16 GiB of pages by default).
+    /// Mergeable-memory candidates one connection may leave waiting in the unstable tree (16 GiB
+    /// of pages by default).
     public var maxUnstableEntries = 1 << 22
     /// Objects a dedup domain may hold.
     public var maxDomainObjects = 1 << 20

@@ -10,8 +10,14 @@
 /// memcmp against the region page. So, as in KSM, equality is always decided by memcmp, never
 /// by the hash.
 ///
-/// Entries belong to one client's scan round; when the client starts its next full scan its old
-/// entries are dropped (KSM rebuilds the whole tree every full scan). The entries live in an
+/// KSM rebuilds its tree every full scan, because its entries are pages nothing protects: by the
+/// next scan any of them may have changed. Here each entry is withdrawn by its owner's scan that
+/// sees the page changed (written, by the write tracker, or a new checksum) or gone, so an entry
+/// stays filed while its page stays unchanged, across scan rounds, until a pair takes it or its
+/// client leaves: a process at rest re-sends none of its unique pages (it sent them all again
+/// every round before, a seventh of the `runs` benchmark's CPU), and its entries are waiting
+/// for partners all the time rather than while the scan is passing. An entry whose page changed
+/// before its scan withdrew it can only propose a pair, which memcmp refuses. The entries live in an
 /// `OpenTable` keyed by digest, 24 bytes each; entries of one digest come oldest first. One
 /// session files at most one entry per (key, digest), and a second key of the same session with
 /// the same digest pairs with the first instead of being filed: a digest's probe run is at most
@@ -85,6 +91,24 @@ struct UnstableTree: ~Copyable {
 
     @inline(__always) func prefetch(hash: UInt64) { table.prefetch(key: hash) }
 
+    /// Removes the entry filed under `hash`, if it is there.
+    mutating func remove(hash: UInt64, _ entry: Entry) {
+        guard let index = table.firstIndex(key: hash, where: { $0.entry == entry }) else { return }
+        table.remove(at: index)
+    }
+
+    /// Whether `session` has an entry filed under `hash`.
+    func hasEntry(of session: UInt64, hash: UInt64) -> Bool {
+        table.firstIndex(key: hash, where: { $0.storedSession == session &+ 1 }) != nil
+    }
+
+    /// The digests entries are filed under, by session (for verification: a walk of the table).
+    func digestsBySession() -> [UInt64: [UInt64]] {
+        var digests: [UInt64: [UInt64]] = [:]
+        table.forEachSlot { digests[$0.entry.session, default: []].append($0.digest) }
+        return digests
+    }
+
     /// Removes and returns the oldest entry with this hash that is not `excluding` itself.
     mutating func takePartner(hash: UInt64, excluding entry: Entry) -> Entry? {
         guard let index = table.firstIndex(key: hash, where: { $0.entry != entry }) else { return nil }
@@ -99,8 +123,8 @@ struct UnstableTree: ~Copyable {
     }
 
     /// Removes every entry of `session` filed under one of `hashes` (a hash may be listed more
-    /// than once). A round's entries go this way: the table shrinks when they leave it sparse
-    /// (processes scanning in step file hundreds of thousands of entries for a moment).
+    /// than once). A leaving client's entries go this way: the table shrinks when they leave it
+    /// sparse (processes scanning in step file hundreds of thousands of entries for a moment).
     mutating func removeAll(of session: UInt64, hashes: some Sequence<UInt64>) {
         let stored = session &+ 1
         for hash in hashes {
@@ -110,6 +134,9 @@ struct UnstableTree: ~Copyable {
         }
         table.shrinkIfSparse()
     }
+
+    /// Gives memory back after many entries left (see OpenTable.shrinkIfSparse).
+    mutating func shrinkIfSparse() { table.shrinkIfSparse() }
 
     /// Whether a lookup of `session`, in its scan `round`, finds the bytes of `hash` promised by
     /// another session and must wait for them. The first session held up is remembered; if it

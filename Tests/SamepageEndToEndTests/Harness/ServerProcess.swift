@@ -83,6 +83,18 @@ final class ServerProcess: @unchecked Sendable {
         return object.mapValues { ($0 as! NSNumber).int64Value }
     }
 
+    /// `samepage clients --json`, parsed (as nobody with `asNobody`).
+    func clients(asNobody: Bool = false) throws -> (total: Int, clients: [[String: Any]]) {
+        let arguments = ["clients", "--json", "--socket", socket]
+        let result = asNobody
+            ? try Command.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Binaries.samepage] + arguments)
+            : try Command.run(Binaries.samepage, arguments)
+        guard result.status == 0, let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any],
+              let total = object["total"] as? Int, let clients = object["clients"] as? [[String: Any]]
+        else { throw TestFailure("clients --json: \(result.status) \(result.stdout) \(result.stderr)") }
+        return (total, clients)
+    }
+
     /// Polls `condition` on the statistics until it holds or `seconds` pass.
     func waitForStatistics(seconds: Double = 10, _ condition: ([String: Int64]) -> Bool) throws -> [String: Int64] {
         let deadline = Date().addingTimeInterval(seconds)
