@@ -38,9 +38,10 @@ int sp_write_tracking_unregister(int uffd, uintptr_t start, size_t length) {
     return ioctl(uffd, UFFDIO_UNREGISTER, &range) == 0 ? 0 : -errno;
 }
 
-int sp_page_states(int pagemap_fd, uintptr_t start, size_t pages, int arm, uint8_t *states) {
+int sp_page_states(int pagemap_fd, uintptr_t start, size_t pages, int mode, uint8_t *states) {
     struct sp_page_region regions[256];
     uintptr_t end = start + pages * 4096, from = start;
+    int arm = mode == SP_PAGES_COLLECT;
     memset(states, 0, pages);
     while (from < end) {
         // Armed: only present pages written since they were last armed are reported, and armed
@@ -61,7 +62,7 @@ int sp_page_states(int pagemap_fd, uintptr_t start, size_t pages, int arm, uint8
             uintptr_t a = regions[r].start < start ? start : regions[r].start;
             uintptr_t b = regions[r].end > end ? end : regions[r].end;
             uint8_t state = (regions[r].categories & SP_PAGE_IS_PFNZERO) ? 0 : SP_PAGE_RESIDENT;
-            if (arm && (regions[r].categories & SP_PAGE_IS_WRITTEN)) state |= SP_PAGE_WRITTEN;
+            if (mode != SP_PAGES_RESIDENCY && (regions[r].categories & SP_PAGE_IS_WRITTEN)) state |= SP_PAGE_WRITTEN;
             if (regions[r].categories & SP_PAGE_IS_FILE) state |= SP_PAGE_FILE;
             if (b > a) memset(states + (a - start) / 4096, state, (b - a) / 4096);
         }
@@ -86,14 +87,14 @@ int sp_write_tracking_create(int pagemap_fd) {
         uint8_t state = 0;
         *(volatile char *)probe = 1;
         error = sp_write_tracking_register(uffd, (uintptr_t)probe, 4096);
-        if (error == 0) error = sp_page_states(pagemap_fd, (uintptr_t)probe, 1, 1, &state);
+        if (error == 0) error = sp_page_states(pagemap_fd, (uintptr_t)probe, 1, SP_PAGES_COLLECT, &state);
         if (error == 0 && state != (SP_PAGE_RESIDENT | SP_PAGE_WRITTEN)) error = -ENOSYS;
         if (error == 0) {
             // Armed now: a write must be seen, and only once.
-            error = sp_page_states(pagemap_fd, (uintptr_t)probe, 1, 1, &state);
+            error = sp_page_states(pagemap_fd, (uintptr_t)probe, 1, SP_PAGES_COLLECT, &state);
             if (error == 0 && state != 0) error = -ENOSYS;
             *(volatile char *)probe = 2;
-            if (error == 0) error = sp_page_states(pagemap_fd, (uintptr_t)probe, 1, 1, &state);
+            if (error == 0) error = sp_page_states(pagemap_fd, (uintptr_t)probe, 1, SP_PAGES_COLLECT, &state);
             if (error == 0 && state != (SP_PAGE_RESIDENT | SP_PAGE_WRITTEN)) error = -ENOSYS;
         }
     }

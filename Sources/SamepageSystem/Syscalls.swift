@@ -303,7 +303,8 @@ public enum Syscall {
 
     /// The SP_PAGE_* state of each page (see sp_page_states); `arm` write-protects the present
     /// pages of registered mappings again. ENOTTY before Linux 6.7.
-    public static func pageStates(pagemap: Int32, start: UInt, pages: Int, arm: Bool, into states: UnsafeMutablePointer<UInt8>) throws(Errno) {
-        _ = try valueOrNegatedErrno { sp_page_states(pagemap, start, pages, arm ? 1 : 0, states) }
+    public static func pageStates(pagemap: Int32, start: UInt, pages: Int, mode: sp_page_states_mode,
+                                  into states: UnsafeMutablePointer<UInt8>) throws(Errno) {
+        _ = try valueOrNegatedErrno { sp_page_states(pagemap, start, pages, Int32(mode.rawValue), states) }
     }
 }

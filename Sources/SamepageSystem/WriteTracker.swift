@@ -39,7 +39,16 @@ public struct WriteTracker: ~Copyable {
     /// mappings not tracked (made after the last `track`) are never reported.
     public func collect(start: UInt, into states: UnsafeMutableBufferPointer<UInt8>) throws(Errno) {
         guard let base = states.baseAddress, !states.isEmpty else { return }
-        try Syscall.pageStates(pagemap: pagemap.rawValue, start: start, pages: states.count, arm: true, into: base)
+        try Syscall.pageStates(pagemap: pagemap.rawValue, start: start, pages: states.count, mode: SP_PAGES_COLLECT, into: base)
+    }
+
+    /// Which of the `states.count` pages from `start` were written since they were last armed,
+    /// without arming them: `PageState.written` (with `PageState.resident`) for those, and for
+    /// every present page of a mapping not tracked; `PageState.resident` alone for the others
+    /// present; 0 for pages not present.
+    public func peek(start: UInt, into states: UnsafeMutableBufferPointer<UInt8>) throws(Errno) {
+        guard let base = states.baseAddress, !states.isEmpty else { return }
+        try Syscall.pageStates(pagemap: pagemap.rawValue, start: start, pages: states.count, mode: SP_PAGES_PEEK, into: base)
     }
 }
 

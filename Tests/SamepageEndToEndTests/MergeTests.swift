@@ -317,21 +317,49 @@ struct MergeTests {
         finish((a, aIn), (b, bIn))
     }
 
-    /// Resident kilobytes of a process's staging memory (its memfd mapping, from smaps).
-    func stagingResidentKiB(_ pid: Int32) throws -> Int? {
+    /// Resident kilobytes of a process's mappings whose smaps header line `matches` (from smaps).
+    func residentKiB(_ pid: Int32, of matches: (Substring) -> Bool) throws -> Int {
         // /proc files have no size: read to the end rather than by length.
         let handle = try #require(FileHandle(forReadingAtPath: "/proc/\(pid)/smaps"))
         defer { try? handle.close() }
         let smaps = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
-        var inStaging = false
+        var inMatch = false, kib = 0
         for line in smaps.split(separator: "\n") {
             if let first = line.first, first.isHexDigit, line.contains("-") {
-                inStaging = line.contains("samepage-staging")
-            } else if inStaging, line.hasPrefix("Rss:") {
-                return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
+                inMatch = matches(line)
+            } else if inMatch, line.hasPrefix("Rss:") {
+                kib += Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
             }
         }
-        return nil
+        return kib
+    }
+
+    /// Resident kilobytes of a process's staging memory (its memfd mapping).
+    func stagingResidentKiB(_ pid: Int32) throws -> Int {
+        try residentKiB(pid) { $0.contains("samepage-staging") }
+    }
+
+    /// The process whose scan sent a pair's bytes merges its pages without comparing them with
+    /// the region pages made of those bytes (its view of the region is never read): the server
+    /// stored its copy, and the write tracker says the pages were not written since. The
+    /// partner, whose bytes the server never saw, compares each page.
+    @Test("the process that sent a pair's bytes merges without reading them back",
+          .enabled(if: WriteTrackerProbe.available, "needs write tracking: without it every merge compares"))
+    func theSenderOfAPairsBytesDoesNotCompareThem() throws {
+        let server = try ServerProcess(regionSize: "256M")
+        defer { server.stop() }
+        let pages = 512
+        let ((a, aIn, aOut), (b, bIn, bOut)) = try startPairedMergers(server, pages: pages, seed: 43)
+        func viewKiB(_ process: Process) throws -> Int {
+            try residentKiB(process.processIdentifier) { $0.contains("samepage-region") && $0.contains(" r--s ") }
+        }
+        #expect(try viewKiB(b) < 64, "B sent the bytes of all \(pages) pairs")
+        let aMerged = send("scan 1", to: aIn, reading: aOut)
+        #expect(field(aMerged, "merging_pages") == pages, "\(aMerged)")
+        #expect(try viewKiB(a) >= pages * 4, "A compared its pages with the region's")
+        #expect(send("check", to: aIn, reading: aOut) == "ok")
+        #expect(send("check", to: bIn, reading: bOut) == "ok")
+        finish((a, aIn), (b, bIn))
     }
 
     /// The staging pages a scan copies pairs' bytes through stay while the process is merging
@@ -343,7 +371,7 @@ struct MergeTests {
         defer { server.stop() }
         let ((a, aIn, _), (b, bIn, bOut)) = try startPairedMergers(server, pages: 256, seed: 37)
         // B copied 256 pages through staging in its second scan, and holds them.
-        #expect(try stagingResidentKiB(b.processIdentifier) ?? 0 >= 256 * 4)
+        #expect(try stagingResidentKiB(b.processIdentifier) >= 256 * 4)
         // Its next full scan copies nothing: the staging pages go back.
         let later = send("scan 1", to: bIn, reading: bOut)
         #expect(field(later, "merging_pages") == 256, "\(later)")

@@ -1,3 +1,4 @@
+import CSamepageShim
 import Glibc
 import SamepageSystem
 import SystemPackage
@@ -46,6 +47,35 @@ struct WriteTrackerTests {
         #expect(try written(tracker, p) == [])
     }
 
+    /// What the merge step asks after write-protecting pages it is about to map over: were any
+    /// written since the scan armed them? A peek answers without arming them again, so a later
+    /// collection still reports the write.
+    @Test("a peek reports the pages written since they were armed, and leaves them to the next collection")
+    func peekDoesNotArm() throws {
+        let p = try memory(populated: 4)
+        defer { Syscall.munmap(p, Self.pages * 4096) }
+        let tracker = try WriteTracker()
+        try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
+        _ = try written(tracker, p)  // armed
+        (p + 2 * 4096).storeBytes(of: 7, as: UInt8.self)
+        func peeked() throws -> [UInt8] {
+            var states = [UInt8](repeating: 0xFF, count: Self.pages)
+            try states.withUnsafeMutableBufferPointer { buffer throws(Errno) in try tracker.peek(start: UInt(bitPattern: p), into: buffer) }
+            return states
+        }
+        let resident = PageState.resident, written = PageState.written
+        #expect(try peeked() == [resident, resident, resident | written, resident, 0, 0, 0, 0])
+        #expect(try peeked() == [resident, resident, resident | written, resident, 0, 0, 0, 0], "peeking armed nothing")
+        #expect(try self.written(tracker, p) == [2])
+        #expect(try peeked() == [resident, resident, resident, resident, 0, 0, 0, 0])
+        // Memory no tracker watches reads as written: nothing vouches for it.
+        let other = try memory(populated: 1)
+        defer { Syscall.munmap(other, Self.pages * 4096) }
+        var states = [UInt8](repeating: 0, count: Self.pages)
+        try states.withUnsafeMutableBufferPointer { buffer throws(Errno) in try tracker.peek(start: UInt(bitPattern: other), into: buffer) }
+        #expect(states[0] == resident | written)
+    }
+
     @Test("pages never touched, and pages that only read the kernel's zero page, are not resident")
     func residency() throws {
         let p = try memory(populated: 3)
@@ -62,7 +92,7 @@ struct WriteTrackerTests {
         let pagemap = try Syscall.open("/proc/self/pagemap", O_RDONLY)
         defer { Syscall.close(pagemap) }
         try plain.withUnsafeMutableBufferPointer { buffer throws(Errno) in
-            try Syscall.pageStates(pagemap: pagemap, start: UInt(bitPattern: other), pages: Self.pages, arm: false, into: buffer.baseAddress!)
+            try Syscall.pageStates(pagemap: pagemap, start: UInt(bitPattern: other), pages: Self.pages, mode: SP_PAGES_RESIDENCY, into: buffer.baseAddress!)
         }
         #expect(plain.map { $0 & PageState.resident != 0 } == [true, true, false, false, false, false, false, false])
     }

@@ -187,11 +187,20 @@ int sp_write_tracking_unregister(int uffd, uintptr_t start, size_t length);
 #define SP_PAGE_WRITTEN 2
 /// A page of a file (a merged page: the region's, mapped copy-on-write), of a page reported.
 #define SP_PAGE_FILE 4
+/// What sp_page_states reports and does.
+enum sp_page_states_mode {
+    /// SP_PAGE_RESIDENT for each resident page, 0 for the others.
+    SP_PAGES_RESIDENCY = 0,
+    /// (Registered mappings.) Only the present pages written since they were last armed are
+    /// reported, SP_PAGE_WRITTEN (and SP_PAGE_RESIDENT unless it is the zero page), and armed
+    /// again; every other page is 0, resident or not.
+    SP_PAGES_COLLECT = 1,
+    /// Every present page, SP_PAGE_RESIDENT as in SP_PAGES_RESIDENCY, with SP_PAGE_WRITTEN if it
+    /// was written since it was last armed (or is in a mapping not registered); nothing armed.
+    SP_PAGES_PEEK = 2,
+};
 /// The state of each of the `pages` pages from `start` in one page-table walk (PAGEMAP_SCAN,
-/// Linux 6.7; -ENOTTY before). Without `arm`: SP_PAGE_RESIDENT for each resident page, 0 for
-/// the others. With `arm` (registered mappings): only the present pages written since they were
-/// last armed are reported, SP_PAGE_WRITTEN (and SP_PAGE_RESIDENT unless it is the zero page),
-/// and armed again; every other page is 0, resident or not. Either way a reported page that a
-/// file backs has SP_PAGE_FILE. 0 or -errno.
-int sp_page_states(int pagemap_fd, uintptr_t start, size_t pages, int arm, uint8_t *states);
+/// Linux 6.7; -ENOTTY before), by `mode` (sp_page_states_mode). A reported page that a file
+/// backs has SP_PAGE_FILE. 0 or -errno.
+int sp_page_states(int pagemap_fd, uintptr_t start, size_t pages, int mode, uint8_t *states);
 #endif

@@ -126,20 +126,38 @@ extension MergeEngine {
         defer { sp_guard_end() }
         guard (try? Syscall.mprotect(spanAddress, spanLength, PROT_READ)) != nil else { return (all, 0) }
         defer { _ = try? Syscall.mprotect(spanAddress, spanLength, PROT_READ | PROT_WRITE) }
+        // A page whose bytes this scan sent, and the server answered with a merge, equals its
+        // region page if it is still present and was not written since the scan armed it (before
+        // it was copied): the server stored the copy or compared it with the stored page, and the
+        // write-protect stops writes from here on. Memory the application unmapped or mapped
+        // anew meanwhile is not present, or not tracked (reported written): it is compared. One
+        // page-table walk for the span instead of a compare a page (the process that sent a
+        // pair's bytes compares nothing: the least work's count).
+        var unwrittenVouched: [Bool] = []
+        if let v = vouched, v.range === range, runs.contains(where: { run in
+            (run.index..<(run.index + run.count)).contains { $0 >= v.from && $0 - v.from < v.pages.count && v.pages[$0 - v.from] }
+        }), let states = writtenSinceArmed(range, address: range.address(span.lowerBound), pages: span.count) {
+            unwrittenVouched = span.map { index in
+                index >= v.from && index - v.from < v.pages.count && v.pages[index - v.from]
+                    && states[index - span.lowerBound] & (PageState.written | PageState.resident) == PageState.resident
+            }
+        }
         // Every page is compared before any is mapped: a stretch is unmapped whole (mapStretch).
         var failed: [PageNumber] = []
         var pieces: [EqualPiece] = []
         for (index, page, count) in runs {
             let address = UnsafeMutableRawPointer(bitPattern: range.address(index))!
+            // In place, fault-tolerant: the application may unmap its memory meanwhile (a page
+            // that cannot be read compares unequal and is not merged).
+            func isEqual(_ k: Int) -> Bool {
+                if !unwrittenVouched.isEmpty && unwrittenVouched[index + k - span.lowerBound] { return true }
+                return sp_pages_equal_in_place(address + k * 4096, regionView + (Int(page) + k) * 4096) == 1
+            }
             var k = 0
             while k < count {
-                // In place, fault-tolerant: the application may unmap its memory meanwhile (a
-                // page that cannot be read compares unequal and is not merged).
-                let equal = sp_pages_equal_in_place(address + k * 4096, regionView + (Int(page) + k) * 4096) == 1
+                let equal = isEqual(k)
                 var end = k + 1
-                while end < count && (sp_pages_equal_in_place(address + end * 4096, regionView + (Int(page) + end) * 4096) == 1) == equal {
-                    end += 1
-                }
+                while end < count && isEqual(end) == equal { end += 1 }
                 if equal {
                     pieces.append((index + k, page + PageNumber(k), end - k))
                 } else {

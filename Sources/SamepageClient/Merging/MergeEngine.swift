@@ -40,7 +40,9 @@ import SamepageSystem
 // reading its pages. The cost moves to the application: its first write to a page after each
 // scan of it takes a minor fault (about 1 µs here). Where the kernel cannot, or a range cannot be registered (another
 // userfaultfd owns it), checksums decide as above. Digests sent are only hints either way: the
-// server hashes what it stores itself, and a merge compares bytes before it maps.
+// server hashes what it stores itself, and a merge compares bytes before it maps: memcmp on the
+// client, or, for a page whose bytes the scan sent, memcmp or the copy on the server with the
+// tracker's word that the page was not written since it was armed, before the copy (`vouched`).
 //
 // Quiet scans: every write to a tracked page after it was armed is a page fault, and the kernel
 // counts page faults per process and per thread. A full scan that begins with the process's
@@ -135,6 +137,10 @@ final class MergeEngine: @unchecked Sendable {
     /// References of pages found unshared outside a scan (by `statistics`), dropped with the next
     /// scan's requests.
     var pendingReleases: [PageNumber] = []
+    /// The pages of the slice being scanned whose bytes the scan sent and the server answered
+    /// with a merge (it stored them, or compared them with a stored page): their region page
+    /// holds what the page held when copied (see `mergeRuns`).
+    var vouched: (range: MergeRange, from: Int, pages: [Bool])?
     /// Keys of pages filed in the unstable tree that changed or went away: withdrawn with the
     /// next scan request (see `unfile`).
     var pendingWithdrawals: [MergeWithdrawal] = []
@@ -396,6 +402,18 @@ final class MergeEngine: @unchecked Sendable {
         pendingWithdrawals.append(MergeWithdrawal(key: UInt64(range.address(index)), digest: range.digest[index]))
     }
 
+    /// For `mergeRuns`, under its write-protect: the states of `pages` pages from `address` with
+    /// PageState.written on each written since the scan armed it (and on every page where the
+    /// kernel cannot say); nil without write tracking.
+    func writtenSinceArmed(_ range: MergeRange, address: UInt, pages: Int) -> [UInt8]? {
+        guard range.tracksWrites, writeTracker != nil else { return nil }
+        var states = [UInt8](repeating: PageState.written, count: pages)
+        let peeked = states.withUnsafeMutableBufferPointer { buffer in
+            (try? writeTracker?.peek(start: address, into: buffer)) != nil
+        }
+        return peeked ? states : nil
+    }
+
     private func takeWithdrawals() -> [MergeWithdrawal] {
         defer { pendingWithdrawals.removeAll() }
         return pendingWithdrawals
@@ -492,7 +510,7 @@ final class MergeEngine: @unchecked Sendable {
         let count = states.count
         if !pageStatesUnsupported {
             let read = states.withUnsafeMutableBufferPointer { buffer in
-                (try? Syscall.pageStates(pagemap: pagemapFD, start: address, pages: count, arm: false, into: buffer.baseAddress!)) != nil
+                (try? Syscall.pageStates(pagemap: pagemapFD, start: address, pages: count, mode: SP_PAGES_RESIDENCY, into: buffer.baseAddress!)) != nil
             }
             if read { return }
             pageStatesUnsupported = true
@@ -759,10 +777,13 @@ final class MergeEngine: @unchecked Sendable {
                 changesThisScan += wanted.count
                 let (sent, moreHints) = try client.mergeScan(round: round, flags: flags, keys: wanted.map { keys[$0] })
                 guard sent.count == wanted.count else { throw .protocolViolation("scan reply of the wrong length") }
+                var vouchedPages = [Bool](repeating: false, count: count)
                 for (slot, i) in wanted.enumerated() {
                     outcomes[i] = sent[slot] == .needContent ? .unstable : sent[slot]
                     filed[i] = sent[slot] == .unstable
+                    if sent[slot].page != nil { vouchedPages[candidates[i] - from] = true }
                 }
+                vouched = (range, from, vouchedPages)
                 hints += moreHints
             }
             for (k, (index, outcome)) in zip(candidates, outcomes).enumerated() {
@@ -782,6 +803,7 @@ final class MergeEngine: @unchecked Sendable {
         let hinted = mergesAndReleases(forHints: hints)
         merges += hinted.merges
         releases += hinted.releases
+        defer { vouched = nil }
         releases += applyMerges(merges)
         applyZeroes(range, zeros)
         try release(releases)
