@@ -53,7 +53,7 @@ struct BenchWorker: ParsableCommand {
             told.set()
             closed.set()
         }.start()
-        let churn = layout == .churn ? Churner(memory: memory, pages: pages) : nil
+        let churn = layout == .churn ? Churner(memory: memory, pages: pages, process: index) : nil
         churn?.start()
         let cpuBefore = ownCPUSeconds()
         var merged = 0, scans = 0
@@ -108,12 +108,17 @@ final class ReportRequest: @unchecked Sendable {
 final class Churner: @unchecked Sendable {
     let memory: UnsafeMutableRawPointer
     let pages: Int
+    /// The worker's index, in every value written: processes that wrote the same values in step
+    /// kept their pages equal between writes, and merges came and went (the workload is the
+    /// case where nothing should merge).
+    let process: Int
     private let flag = ReportRequest()
     private var thread: Thread?
 
-    init(memory: UnsafeMutableRawPointer, pages: Int) {
+    init(memory: UnsafeMutableRawPointer, pages: Int, process: Int) {
         self.memory = memory
         self.pages = pages
+        self.process = process
     }
 
     func start() {
@@ -124,7 +129,7 @@ final class Churner: @unchecked Sendable {
             while !flag.isSet {
                 for page in 0..<pages {
                     counter &+= 1
-                    (memory + page * 4096 + Int(counter % 512) * 8).storeBytes(of: counter, as: UInt64.self)
+                    (memory + page * 4096 + Int(counter % 512) * 8).storeBytes(of: counter | UInt64(process + 1) << 56, as: UInt64.self)
                 }
                 usleep(50_000)
             }
