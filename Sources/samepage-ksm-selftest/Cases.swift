@@ -24,5 +24,6 @@ let cases: [String: @Sendable () throws -> Outcome] = [
     "vma-budget": testVMABudget,
     "quiet-scans": testQuietScans,
     "idle-rest": testIdleRest,
+    "hot-slices": testHotSlices,
     "poke": poke,
 ]

@@ -11,7 +11,7 @@ struct KSMConformanceTests {
     ]
     static let counting = [
         "merge-count", "unmerge-count", "zero-page-merge", "max-page-sharing", "volatile", "merge-time", "cow-time", "quiet-scans",
-        "vma-budget", "idle-rest",
+        "vma-budget", "idle-rest", "hot-slices",
     ]
 
     @Test("ksm_functional_tests.c", arguments: functional)

@@ -53,6 +53,10 @@ import SamepageSystem
 // /proc/PID/mem) leave their pages unarmed, and the next walk reports them: one comes at least
 // every second.
 //
+// Hot slices: a whole slice that walks keep finding written (a buffer rewritten all the time)
+// rests unarmed and unread, 50 ms doubling to a second (see `restIfHot`), so that its writes stop
+// faulting; it is walked again after each rest, and merges once it holds still.
+//
 // Idle rest: a full scan that changed nothing predicts the next one, so the scanner thread rests
 // after it, 1 ms doubling up to idle_rest_millisecs (see `restAfterFullScan`); a converged
 // process scanned at full speed costs a few scans a second instead of a core.
@@ -97,6 +101,9 @@ final class MergeEngine: @unchecked Sendable {
     private var domainStoresPages: Bool?
     var pagesSkipped = 0
     private var volatileThisScan = 0
+    /// Pages of hot slices resting this full scan (see `restIfHot`): volatile in the figures,
+    /// but no reason not to rest (they change nothing a scan could merge).
+    private var restingThisScan = 0
     /// Idle rest (see `restAfterFullScan`): pages whose state this full scan changed so far
     /// (merged, merge ended, discarded as zero or written since) or uploaded, counted where the
     /// state changes; and how many full scans in a row changed nothing, no page volatile either.
@@ -436,8 +443,9 @@ final class MergeEngine: @unchecked Sendable {
         fullScans += 1
         idleFullScans = changesThisScan == 0 && volatileThisScan == 0 && pendingReleases.isEmpty ? idleFullScans + 1 : 0
         changesThisScan = 0
-        volatileLastScan = volatileThisScan
+        volatileLastScan = volatileThisScan + restingThisScan
         volatileThisScan = 0
+        restingThisScan = 0
         cursorRange = 0
         cursorPage = 0
         refreshMaps()
@@ -466,6 +474,7 @@ final class MergeEngine: @unchecked Sendable {
             if tracking != range.tracksWrites {
                 mustWalk = true
                 range.tracksWrites = tracking
+                range.coolSlices()
                 for i in 0..<range.pageCount {
                     unfile(range, i)
                     range.digest[i] = MergeRange.unseen
@@ -498,6 +507,53 @@ final class MergeEngine: @unchecked Sendable {
         // Mappings the application made in mergeable memory since are new to the write tracker
         // too, which would never report their pages written: register the ranges again.
         trackingStale = true
+    }
+
+    /// Hot slices: every walk re-arms the pages written since the last, and the application's
+    /// next write to each is a fault; a slice the application keeps rewriting (a buffer written
+    /// every 50 ms) cost it a fault a page each time a scan came between two writes, at full
+    /// speed nearly every write (the `churn` benchmark: its writers spent 88% of their time in
+    /// those faults), for pages no scan could merge. So a whole slice that walks found written
+    /// (an eighth of its pages or more) again and again for `hotSliceTime`, with no walk in
+    /// between seeing it unwritten for that long, and with nothing merged or discarded in it (a
+    /// broken copy-on-write is only seen by a walk), rests: it is not walked, armed or read for
+    /// 50 ms, doubling with each rest in a row up to `hotSliceMaxRest`. The walk after a rest
+    /// only re-arms it (it reports every write of the rest); a write seen within `hotSliceTime`
+    /// after that rests it again, for longer; none, and it is an ordinary slice again, merged as
+    /// soon as it holds still. Only whole slices rest (with `pages_to_scan` under a slice, as at
+    /// KSM's default 100, a scanner is too slow for the faults to matter).
+    static let hotSliceTime: Duration = .milliseconds(200)
+    static let hotSliceMaxRest: Duration = .seconds(1)
+
+    private func restIfHot(_ range: MergeRange, slice: Int, states: [UInt8], waking: Bool) {
+        let now = ContinuousClock.now
+        if waking {
+            // Its writes of the rest were just re-armed; one more soon rests it again.
+            range.sliceWakes[slice] = false
+            range.sliceWrittenAt[slice] = now
+            return
+        }
+        let from = slice * Self.slicePages, to = min(range.pageCount, from + Self.slicePages)
+        let written = states.reduce(0) { $0 + ($1 & PageState.written != 0 ? 1 : 0) }
+        guard written * 8 >= to - from, !range.state[from..<to].contains(where: { $0 != .normal }) else {
+            if let last = range.sliceWrittenAt[slice], now - last > Self.hotSliceTime {
+                range.sliceHotSince[slice] = nil
+                range.sliceWrittenAt[slice] = nil
+                range.sliceHeat[slice] = 0
+            }
+            return
+        }
+        if let last = range.sliceWrittenAt[slice], now - last <= Self.hotSliceTime, let since = range.sliceHotSince[slice] {
+            range.sliceWrittenAt[slice] = now
+            guard now - since >= Self.hotSliceTime else { return }
+            let rest = min(Self.hotSliceMaxRest, .milliseconds(50) * (1 << min(Int(range.sliceHeat[slice]), 10)))
+            range.sliceHeat[slice] = min(range.sliceHeat[slice] + 1, 32)
+            range.sliceRestsUntil[slice] = now + rest
+        } else {
+            range.sliceHotSince[slice] = now
+            range.sliceWrittenAt[slice] = now
+            range.sliceHeat[slice] = 0
+        }
     }
 
     /// Before Linux 6.7 (no PAGEMAP_SCAN), residency is /proc/self/pagemap's present bit, which
@@ -534,9 +590,23 @@ final class MergeEngine: @unchecked Sendable {
         // make page tables for memory never touched), and with write tracking which pages were
         // written since the last scan of this slice (then armed again): volatile without being
         // read. Taken before any page is hashed, so a write after the hash shows next scan.
+        // A slice written all over in every scan rests, unarmed and unread (restIfHot); one
+        // coming out of a rest is walked even in a quiet scan: its writes took no fault.
+        let slice = from / Self.slicePages
+        let wholeSlice = range.tracksWrites && from % Self.slicePages == 0 && (count == Self.slicePages || to == range.pageCount)
+        if wholeSlice, let until = range.sliceRestsUntil[slice] {
+            if ContinuousClock.now < until {
+                pagesScanned += count
+                restingThisScan += count
+                return
+            }
+            range.sliceRestsUntil[slice] = nil
+            range.sliceWakes[slice] = true
+        }
+        let waking = wholeSlice && range.sliceWakes[slice]
         var states = [UInt8](repeating: PageState.resident, count: count)
         var collected = false
-        if range.tracksWrites && quietScan {
+        if range.tracksWrites && quietScan && !waking {
             // No page fault since the last full scan began: nothing written (beginFullScan).
             collected = true
             states.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
@@ -547,13 +617,16 @@ final class MergeEngine: @unchecked Sendable {
             if !collected {
                 // The kernel stopped answering for this range: checksums from now on.
                 range.tracksWrites = false
+                range.coolSlices()
                 for i in 0..<range.pageCount {
                     unfile(range, i)
                     range.digest[i] = MergeRange.unseen
                 }
+            } else if wholeSlice {
+                restIfHot(range, slice: slice, states: states, waking: waking)
             }
         }
-        let slice = range.state[from..<to]
+        let sliceStates = range.state[from..<to]
         if collected && !states.contains(where: { $0 != 0 })
             && (from..<to).allSatisfy({ range.state[$0] == .merged || range.filed[$0] })
             && maps.allMergeable(from: range.address(from), to: range.address(to)) {
@@ -570,7 +643,7 @@ final class MergeEngine: @unchecked Sendable {
         // tracking so does a slice without discarded zero pages: a merged page whose copy-on-write
         // broke is reported written, and no longer the file's (copyOnWriteBroke).
         var pagemap = [UInt64](repeating: 0, count: count)
-        if pagemapFD >= 0, collected ? slice.contains(.zero) : slice.contains(where: { $0 != .normal }) {
+        if pagemapFD >= 0, collected ? sliceStates.contains(.zero) : sliceStates.contains(where: { $0 != .normal }) {
             _ = pagemap.withUnsafeMutableBytes { raw in
                 try? Syscall.pread(pagemapFD, raw, offset: UInt64(range.address(from) / 4096) * 8)
             }
@@ -871,6 +944,7 @@ final class MergeEngine: @unchecked Sendable {
         mustWalk = true
         for range in ranges where range.tracksWrites {
             range.tracksWrites = false
+            range.coolSlices()
             for i in 0..<range.pageCount { range.digest[i] = MergeRange.unseen }
         }
         for range in ranges {

@@ -27,6 +27,15 @@ final class MergeRange {
     /// Whether the page is filed in the server's unstable tree (under `digest`): it stays filed,
     /// and is not sent again, until a scan sees it changed or gone and withdraws it.
     var filed: [Bool]
+    /// Hot slices (see MergeEngine.restIfHot), per slice of `MergeEngine.slicePages` pages: when
+    /// the current run of walks that found it written began, and the last of them; rests in a
+    /// row; until when it rests, unarmed and unread; and whether its next walk comes out of a
+    /// rest (it re-arms, and judges nothing).
+    var sliceHotSince: [ContinuousClock.Instant?]
+    var sliceWrittenAt: [ContinuousClock.Instant?]
+    var sliceHeat: [UInt8]
+    var sliceRestsUntil: [ContinuousClock.Instant?]
+    var sliceWakes: [Bool]
 
     typealias PageNumberValue = UInt32
 
@@ -42,6 +51,23 @@ final class MergeRange {
         misses = Array(repeating: 0, count: pageCount)
         skip = Array(repeating: 0, count: pageCount)
         filed = Array(repeating: false, count: pageCount)
+        let slices = (pageCount + MergeEngine.slicePages - 1) / MergeEngine.slicePages
+        sliceHotSince = Array(repeating: nil, count: slices)
+        sliceWrittenAt = Array(repeating: nil, count: slices)
+        sliceHeat = Array(repeating: 0, count: slices)
+        sliceRestsUntil = Array(repeating: nil, count: slices)
+        sliceWakes = Array(repeating: false, count: slices)
+    }
+
+    /// Forgets which slices were hot (their pages are walked again from the next scan on).
+    func coolSlices() {
+        for s in sliceHeat.indices {
+            sliceHeat[s] = 0
+            sliceHotSince[s] = nil
+            sliceWrittenAt[s] = nil
+            sliceWakes[s] = sliceRestsUntil[s] != nil || sliceWakes[s]
+            sliceRestsUntil[s] = nil
+        }
     }
 
     var end: UInt { start + UInt(pageCount) * 4096 }
