@@ -31,6 +31,15 @@ struct WriteTrackerTests {
         return states
     }
 
+    /// The states of the pages, peeked at (nothing armed).
+    func peeked(_ tracker: borrowing WriteTracker, _ p: UnsafeMutableRawPointer) throws -> [UInt8] {
+        var states = [UInt8](repeating: 0xFF, count: Self.pages)
+        try states.withUnsafeMutableBufferPointer { buffer throws(Errno) in
+            try tracker.peek(start: UInt(bitPattern: p), into: buffer)
+        }
+        return states
+    }
+
     /// The pages reported written, collected (and armed again).
     func written(_ tracker: borrowing WriteTracker, _ p: UnsafeMutableRawPointer) throws -> [Int] {
         let marks = try states(tracker, p)
@@ -58,22 +67,15 @@ struct WriteTrackerTests {
         try tracker.track(start: UInt(bitPattern: p), length: Self.pages * 4096)
         _ = try written(tracker, p)  // armed
         (p + 2 * 4096).storeBytes(of: 7, as: UInt8.self)
-        func peeked() throws -> [UInt8] {
-            var states = [UInt8](repeating: 0xFF, count: Self.pages)
-            try states.withUnsafeMutableBufferPointer { buffer throws(Errno) in try tracker.peek(start: UInt(bitPattern: p), into: buffer) }
-            return states
-        }
         let resident = PageState.resident, written = PageState.written
-        #expect(try peeked() == [resident, resident, resident | written, resident, 0, 0, 0, 0])
-        #expect(try peeked() == [resident, resident, resident | written, resident, 0, 0, 0, 0], "peeking armed nothing")
+        #expect(try peeked(tracker, p) == [resident, resident, resident | written, resident, 0, 0, 0, 0])
+        #expect(try peeked(tracker, p) == [resident, resident, resident | written, resident, 0, 0, 0, 0], "peeking armed nothing")
         #expect(try self.written(tracker, p) == [2])
-        #expect(try peeked() == [resident, resident, resident, resident, 0, 0, 0, 0])
+        #expect(try peeked(tracker, p) == [resident, resident, resident, resident, 0, 0, 0, 0])
         // Memory no tracker watches reads as written: nothing vouches for it.
         let other = try memory(populated: 1)
         defer { Syscall.munmap(other, Self.pages * 4096) }
-        var states = [UInt8](repeating: 0, count: Self.pages)
-        try states.withUnsafeMutableBufferPointer { buffer throws(Errno) in try tracker.peek(start: UInt(bitPattern: other), into: buffer) }
-        #expect(states[0] == resident | written)
+        #expect(try peeked(tracker, other)[0] == resident | written)
     }
 
     @Test("pages never touched, and pages that only read the kernel's zero page, are not resident")

@@ -96,8 +96,9 @@ public final class Service {
             return [.statistics(statistics(of: domain))]
         case .clients:
             return [.clientList(clientList(for: session))]
-        case .mergeScan(let round, let flags, let stagingPage, let keys):
-            return try mergeScan(round: round, flags: flags, stagingPage: stagingPage, keys: keys, session: session)
+        case .mergeScan(_, let flags, let stagingPage, let keys):
+            // The round matters to look-ups only (a promise holds others up for one round).
+            return try mergeScan(flags: flags, stagingPage: stagingPage, keys: keys, session: session)
         case .mergeLookup(let round, let flags, let keys, let digests, let withdrawn):
             return try mergeLookup(round: round, flags: flags, keys: keys, digests: digests, withdrawn: withdrawn, session: session)
         case .mergeRelease(let pages):

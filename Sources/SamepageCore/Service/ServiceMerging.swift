@@ -36,7 +36,7 @@ extension Service {
     /// stays within `FrameHeader.maxReplyPayload`; further hints wait for the next scan request.
     public static let maxHintsPerReply = (Int(FrameHeader.maxReplyPayload) - 8 - 4 * maxMergeBatch) / 12
 
-    func mergeScan(round: UInt32, flags: MergeFlags, stagingPage: UInt32, keys: [UInt64], session: Session) throws(RequestFailure) -> [Reply] {
+    func mergeScan(flags: MergeFlags, stagingPage: UInt32, keys: [UInt64], session: Session) throws(RequestFailure) -> [Reply] {
         guard let staging = session.staging else { throw RequestFailure(.badStaging, "no staging memory") }
         let stagingPages = staging.count / Page.size
         guard keys.count <= Self.maxMergeBatch else {
